@@ -1,0 +1,91 @@
+// Package engine is what the provider drives. One interface, two
+// implementations: Embedded runs everything in-process; a remote client
+// (the daemon's API) will implement the same interface. Resources never know
+// which one they have.
+package engine
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/composable-metal/terraform-provider-metal/internal/redfish"
+)
+
+// Engine is every operation the provider needs.
+type Engine interface {
+	// Systems lists the systems a BMC manages.
+	Systems(ctx context.Context, bmc BMC) ([]SystemSummary, error)
+	// Machine reads a machine's inventory and power state. A system that is
+	// gone from its BMC gives an error matching ErrNotFound.
+	Machine(ctx context.Context, bmc BMC) (*Inventory, error)
+	// SetPower brings a machine on or off (idempotently: no reset when it is
+	// already there), waits until the BMC reflects it, and returns the
+	// inventory read afterwards.
+	SetPower(ctx context.Context, bmc BMC, want PowerState, opts PowerOptions) (*Inventory, error)
+	// BootOnce sets a one-time boot override and restarts (or powers on)
+	// the machine into it.
+	BootOnce(ctx context.Context, bmc BMC, override BootOverride) error
+	// Close releases what the engine holds. Safe to call more than once.
+	Close() error
+}
+
+// BMC says how to reach one machine's BMC.
+type BMC struct {
+	// Endpoint is https://host[:port], optionally with /redfish/v1/Systems/<id>.
+	Endpoint      string `json:"endpoint"`
+	Username      string `json:"username"`
+	Password      string `json:"password"`
+	Insecure      bool   `json:"insecure,omitempty"`
+	CACertificate string `json:"ca_certificate,omitempty"`
+	// SystemID picks a system on a multi-system BMC.
+	SystemID string `json:"system_id,omitempty"`
+}
+
+// LogValue keeps the password out of every log line.
+func (b BMC) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("endpoint", b.Endpoint), slog.String("system_id", b.SystemID))
+}
+
+// Types shared with the Redfish layer; aliases keep errors.Is and values
+// identical across the boundary.
+type (
+	Inventory     = redfish.Inventory
+	NIC           = redfish.NIC
+	SystemSummary = redfish.SystemSummary
+	PowerState    = redfish.PowerState
+	PowerOptions  = redfish.PowerOptions
+	BootOverride  = redfish.BootOverride
+	BootTarget    = redfish.BootTarget
+	BootMode      = redfish.BootMode
+)
+
+const (
+	PowerOn  = redfish.PowerOn
+	PowerOff = redfish.PowerOff
+
+	BootPxe      = redfish.BootPxe
+	BootHdd      = redfish.BootHdd
+	BootUefiHttp = redfish.BootUefiHttp
+
+	BootModeUEFI   = redfish.BootModeUEFI
+	BootModeLegacy = redfish.BootModeLegacy
+)
+
+// Errors the provider turns into precise diagnostics (match with errors.Is).
+var (
+	ErrNotFound        = redfish.ErrNotFound
+	ErrUnauthorized    = redfish.ErrUnauthorized
+	ErrUnsupported     = redfish.ErrUnsupported
+	ErrTaskFailed      = redfish.ErrTaskFailed
+	ErrTimeout         = redfish.ErrTimeout
+	ErrUnreachable     = redfish.ErrUnreachable
+	ErrTLS             = redfish.ErrTLS
+	ErrAmbiguousSystem = redfish.ErrAmbiguousSystem
+	ErrInvalidEndpoint = redfish.ErrInvalidEndpoint
+)
+
+// AmbiguousSystemError carries the system ids found (errors.As).
+type AmbiguousSystemError = redfish.AmbiguousSystemError
+
+// ParseEndpoint validates a BMC endpoint without contacting it (plan time).
+func ParseEndpoint(raw string) (redfish.Endpoint, error) { return redfish.ParseEndpoint(raw) }

@@ -1,0 +1,84 @@
+package redfish_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/composable-metal/terraform-provider-metal/internal/bmcsim"
+	"github.com/composable-metal/terraform-provider-metal/internal/redfish"
+)
+
+// BenchmarkRefresh reports the HTTP requests one metal_machine refresh costs
+// (open session, read inventory, log out) per vendor shape: requests/op.
+func BenchmarkRefresh(b *testing.B) {
+	for _, vendor := range bmcsim.Vendors() {
+		b.Run(string(vendor), func(b *testing.B) {
+			cfg := benchSim(b, vendor)
+			var total int64
+			for b.Loop() {
+				c, err := redfish.Open(context.Background(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Inventory(); err != nil {
+					b.Fatal(err)
+				}
+				_ = c.Close()
+				total += c.Requests()
+			}
+			b.ReportMetric(float64(total)/float64(b.N), "requests/op")
+		})
+	}
+}
+
+// BenchmarkPowerAndBoot reports the requests of a one-time PXE override plus
+// power-on (the provisioning start) per vendor shape.
+func BenchmarkPowerAndBoot(b *testing.B) {
+	for _, vendor := range bmcsim.Vendors() {
+		b.Run(string(vendor), func(b *testing.B) {
+			cfg := benchSim(b, vendor)
+			var total int64
+			for b.Loop() {
+				c, err := redfish.Open(context.Background(), cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.BootOnceAndRestart(redfish.BootOverride{Target: redfish.BootPxe, Mode: redfish.BootModeUEFI}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.SetPower(redfish.PowerOff, redfish.PowerOptions{ForceOff: true}); err != nil {
+					b.Fatal(err)
+				}
+				_ = c.Close()
+				total += c.Requests()
+			}
+			// SetPower(off) resets the machine for the next round: 3 requests
+			// (GET, reset, poll) that are not part of the measured operation.
+			b.ReportMetric(float64(total)/float64(b.N)-3, "requests/op")
+		})
+	}
+}
+
+func benchSim(b *testing.B, vendor bmcsim.Vendor) redfish.Config {
+	b.Helper()
+	sim := bmcsim.New(bmcsim.Options{Vendor: vendor})
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	url, ca, err := sim.StartTLS(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := redfish.Config{Endpoint: url, Username: "admin", Password: "password", CACertificate: string(ca)}
+	c, err := redfish.Open(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := c.SystemPath()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = c.Close()
+	// Like a refresh: the system id is known from state.
+	cfg.SystemID = p[len("/redfish/v1/Systems/"):]
+	return cfg
+}
