@@ -65,17 +65,22 @@ func (c *Client) setBootOnce(p string, snap *snapshot, o BootOverride) error {
 	if allowed := snap.doc.Boot.AllowedTargets; len(allowed) > 0 && !slices.Contains(allowed, string(o.Target)) {
 		return &opError{kind: ErrUnsupported, msg: fmt.Sprintf("system %s cannot boot from %s; it allows %v", snap.doc.ID, o.Target, allowed)}
 	}
-	full := map[string]any{"BootSourceOverrideTarget": o.Target, "BootSourceOverrideEnabled": "Once"}
-	if o.Mode != "" {
-		full["BootSourceOverrideMode"] = o.Mode
+	minimal := map[string]any{"BootSourceOverrideTarget": o.Target, "BootSourceOverrideEnabled": "Once"}
+	withMode := o.Mode != "" && !c.s.quirks.minimalBoot.Load()
+	var err error
+	if withMode {
+		err = c.patchBoot(p, snap, map[string]any{"BootSourceOverrideTarget": o.Target, "BootSourceOverrideEnabled": "Once", "BootSourceOverrideMode": o.Mode})
 	}
-	err := c.patchBoot(p, snap, full)
 	var se *StatusError
-	if err != nil && o.Mode != "" && errors.As(err, &se) && se.Status == http.StatusBadRequest {
-		// Some BMCs refuse BootSourceOverrideMode in the same PATCH (Dell
-		// 17G, HPE DL160 Gen10): retry with the minimal payload.
-		c.s.log.DebugContext(c.ctx, "BMC refused the full boot override; retrying with a minimal payload", "status", se.Status)
-		err = c.patchBoot(p, snap, map[string]any{"BootSourceOverrideTarget": o.Target, "BootSourceOverrideEnabled": "Once"})
+	if !withMode || (errors.As(err, &se) && se.Status == http.StatusBadRequest) {
+		if withMode {
+			// Some BMCs refuse BootSourceOverrideMode in the same PATCH (Dell
+			// 17G, HPE DL160 Gen10): retry with the minimal payload and
+			// remember it for this BMC.
+			c.s.log.DebugContext(c.ctx, "BMC refused the full boot override; retrying with a minimal payload", "status", se.Status)
+			c.s.quirks.minimalBoot.Store(true)
+		}
+		err = c.patchBoot(p, snap, minimal)
 	}
 	if err != nil {
 		return fmt.Errorf("setting a one-time %s boot on system %s: %w", o.Target, snap.doc.ID, err)
@@ -97,7 +102,10 @@ func (c *Client) patchBoot(p string, snap *snapshot, boot map[string]any) error 
 		resp, err := c.sendJSON(http.MethodPatch, p, payload, h, sendOpts{})
 		if err == nil {
 			drain(resp)
-			snap.etag = "" // the PATCH changed the resource
+			// The PATCH changed the resource, so its ETag is stale: drop it
+			// or the Reset that follows is refused with 412.
+			snap.etag = ""
+			snap.sys.SetETag("")
 			return nil
 		}
 		var se *StatusError

@@ -102,13 +102,13 @@ type shared struct {
 	retry    RetryPolicy
 	requests atomic.Int64
 
+	quirks *quirks
+
 	mu         sync.Mutex
 	token      string
 	sessionURI string
 	basic      bool
 	closed     bool
-	// expandLevels is the deepest $expand the BMC honoured; -1 until known.
-	expandLevels int
 }
 
 // Open connects and authenticates. It creates a session at the
@@ -140,12 +140,12 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.PollInterval = 2 * time.Second
 	}
 	c := &Client{ctx: ctx, s: &shared{
-		cfg:          cfg,
-		endpoint:     ep,
-		http:         hc,
-		log:          log.With("bmc", ep.Host),
-		retry:        cfg.Retry.withDefaults(),
-		expandLevels: -1,
+		cfg:      cfg,
+		endpoint: ep,
+		http:     hc,
+		log:      log.With("bmc", ep.Host),
+		retry:    cfg.Retry.withDefaults(),
+		quirks:   quirksFor(ep.BaseURL),
 	}}
 	if err := c.login(); err != nil {
 		return nil, err

@@ -529,3 +529,37 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// What a BMC refused once is not asked again in this process: a Dell-shaped
+// BMC rejects $levels=2 and BootSourceOverrideMode; the second session skips both.
+func TestLearnedQuirksSaveRequests(t *testing.T) {
+	t.Parallel()
+	sim, cfg := startSim(t, bmcsim.Options{Vendor: bmcsim.Dell})
+	cfg.SystemID = "System.Embedded.1"
+	run := func(op func(*redfish.Client) error) int64 {
+		c := open(t, cfg)
+		if err := op(c); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+		return c.Requests()
+	}
+	refresh := func(c *redfish.Client) error { _, err := c.Inventory(); return err }
+	boot := func(c *redfish.Client) error {
+		return c.BootOnceAndRestart(redfish.BootOverride{Target: redfish.BootPxe, Mode: redfish.BootModeUEFI})
+	}
+	first, second := run(refresh), run(refresh)
+	if second != first-1 || second > 4 {
+		t.Fatalf("refresh requests: first %d, second %d; want the second to skip the refused $levels=2", first, second)
+	}
+	patches := func() int { return sim.Count(http.MethodPatch, "/redfish/v1/Systems/System.Embedded.1") }
+	if n := run(boot); n > 7 || patches() != 2 {
+		t.Fatalf("first boot: %d requests, %d PATCHes; want the refused full PATCH then the minimal one", n, patches())
+	}
+	if n := run(boot); n > 6 || patches() != 3 {
+		t.Fatalf("second boot: %d requests, %d PATCHes in all; want one minimal PATCH only", n, patches())
+	}
+	if got := sim.Count(http.MethodPost, "/redfish/v1/Systems/System.Embedded.1/Actions/ComputerSystem.Reset"); got != 2 {
+		t.Fatalf("reset POSTs = %d, want 2 (no 412 retries from a stale ETag)", got)
+	}
+}

@@ -3,6 +3,7 @@ package redfish
 import (
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"time"
 
@@ -149,10 +150,16 @@ func (c *Client) waitPowerFor(p string, want PowerState, limit time.Duration) er
 	}
 	tick := time.NewTicker(c.s.cfg.PollInterval)
 	defer tick.Stop()
-	last := PowerState("")
+	last := PowerState("unknown")
+	timedOut := func() error {
+		return &opError{kind: ErrTimeout, msg: fmt.Sprintf("waiting for system %s to be %s (last seen %s)", path.Base(p), want, last), err: c.ctx.Err()}
+	}
 	for {
 		snap, err := c.fetchSystem(p, "")
 		if err != nil {
+			if c.ctx.Err() != nil {
+				return timedOut()
+			}
 			return err
 		}
 		last = snap.power()
@@ -164,7 +171,7 @@ func (c *Client) waitPowerFor(p string, want PowerState, limit time.Duration) er
 		case <-deadline:
 			return errGraceExpired
 		case <-c.ctx.Done():
-			return &opError{kind: ErrTimeout, msg: fmt.Sprintf("waiting for system %s to be %s (last seen %s)", snap.doc.ID, want, last), err: c.ctx.Err()}
+			return timedOut()
 		}
 	}
 }

@@ -241,33 +241,22 @@ func (s *snapshot) inventory(p string, nics []NIC) *Inventory {
 // A BMC that refuses the query (400/501) is asked again without it, and the
 // answer is remembered for this client.
 func (c *Client) fetchExpanded(p string) (*snapshot, error) {
-	c.s.mu.Lock()
-	levels := c.s.expandLevels
-	c.s.mu.Unlock()
-	queries := map[int]string{2: "$expand=.($levels=2)", 1: "$expand=.", 0: ""}
-	order := []int{2, 1, 0}
-	if levels >= 0 {
-		order = []int{min(levels, 2)}
-		for l := min(levels, 2) - 1; l >= 0; l-- {
-			order = append(order, l)
-		}
+	queries := []string{2: "$expand=.($levels=2)", 1: "$expand=.", 0: ""}
+	level := 2
+	if known := int(c.s.quirks.expandLevels.Load()); known >= 0 {
+		level = min(known, 2)
 	}
-	var lastErr error
-	for _, l := range order {
-		snap, err := c.fetchSystem(p, queries[l])
+	for ; ; level-- {
+		snap, err := c.fetchSystem(p, queries[level])
 		if err == nil {
-			c.s.mu.Lock()
-			c.s.expandLevels = l
-			c.s.mu.Unlock()
+			c.s.quirks.expandLevels.Store(int32(level))
 			return snap, nil
 		}
 		var se *StatusError
-		if !errors.As(err, &se) || (se.Status != http.StatusBadRequest && se.Status != http.StatusNotImplemented) || l == 0 {
+		if level == 0 || !errors.As(err, &se) || (se.Status != http.StatusBadRequest && se.Status != http.StatusNotImplemented) {
 			return nil, err
 		}
-		lastErr = err
 	}
-	return nil, lastErr
 }
 
 func (c *Client) fetchSystem(p, query string) (*snapshot, error) {
@@ -308,16 +297,17 @@ func (c *Client) nics(coll *collectionDoc) ([]NIC, error) {
 		return nil, nil
 	}
 	members := coll.Members
-	if members == nil {
+	if members == nil || (linksOnly(members) && len(members) > 1) {
+		// One expanded collection GET beats a GET per member; a BMC that
+		// refuses the query gets the plain collection.
 		var full collectionDoc
-		if err := c.getJSON(coll.ODataID+"?$expand=.", &full); err != nil {
-			var se *StatusError
-			if !errors.As(err, &se) || (se.Status != http.StatusBadRequest && se.Status != http.StatusNotImplemented) {
-				return nil, fmt.Errorf("listing NICs: %w", err)
-			}
-			if err := c.getJSON(coll.ODataID, &full); err != nil {
-				return nil, fmt.Errorf("listing NICs: %w", err)
-			}
+		err := c.getJSON(coll.ODataID+"?$expand=.", &full)
+		var se *StatusError
+		if errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusNotImplemented) {
+			err = c.getJSON(coll.ODataID, &full)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing NICs: %w", err)
 		}
 		members = full.Members
 	}
@@ -334,13 +324,24 @@ func (c *Client) nics(coll *collectionDoc) ([]NIC, error) {
 		}
 		mac := strings.ToLower(firstNonEmpty(d.MACAddress, d.PermanentMACAddress))
 		out = append(out, NIC{
-			ID:         firstNonEmpty(d.ID, path.Base(d.ODataID)),
+			ID:         firstNonEmpty(d.ID, path.Base(strings.TrimRight(d.ODataID, "/"))),
 			MAC:        mac,
 			LinkStatus: d.LinkStatus,
 			LinkUp:     d.LinkStatus == "LinkUp",
 		})
 	}
 	return out, nil
+}
+
+// linksOnly is true when collection members are bare @odata.id references.
+func linksOnly(members []json.RawMessage) bool {
+	for _, m := range members {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(m, &fields) != nil || len(fields) > 1 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Client) getJSON(uri string, v any) error {
