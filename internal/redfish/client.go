@@ -233,7 +233,7 @@ func (c *Client) Close() error {
 // basic auth when the fixed URI is not served.
 func (c *Client) login() error {
 	err := c.createSession(sessionsPath)
-	if err == nil || !(errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported)) {
+	if err == nil || (!errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnsupported)) {
 		return err
 	}
 	root, rerr := c.serviceRoot()
@@ -379,8 +379,9 @@ func (c *Client) send(method, path string, body []byte, headers map[string]strin
 		payload, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		drain(resp)
 		serr := &StatusError{Method: method, Path: pathOnly(path), Status: resp.StatusCode}
-		if e, ok := schemas.ConstructError(resp.StatusCode, payload).(*schemas.Error); ok {
-			serr.Body = e
+		var body *schemas.Error
+		if errors.As(schemas.ConstructError(resp.StatusCode, payload), &body) {
+			serr.Body = body
 		}
 		return nil, serr
 	}

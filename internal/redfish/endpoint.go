@@ -2,8 +2,8 @@ package redfish
 
 import (
 	"fmt"
-	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -44,7 +44,7 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 		return bad("it has no host")
 	}
 	if p := u.Port(); p != "" {
-		if _, err := net.LookupPort("tcp", p); err != nil {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return bad(fmt.Sprintf("port %q is not valid", p))
 		}
 	}

@@ -53,7 +53,7 @@ func (h *TokenHash) UnmarshalText(b []byte) error {
 		return fmt.Errorf("%w: token hash must be %d hex digits", ErrInvalid, 2*sha256.Size)
 	}
 	if _, err := hex.Decode(h[:], b); err != nil {
-		return fmt.Errorf("%w: token hash: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: token hash: %w", ErrInvalid, err)
 	}
 	return nil
 }
@@ -171,7 +171,7 @@ func checkKey(kind, k string) error {
 func NormalizeMAC(mac string) (string, error) {
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return hw.String(), nil
 }

@@ -202,7 +202,7 @@ func open(path string, opts Options, target int, migs map[int]migration) (*Store
 		err = db.Update(func(tx *bolt.Tx) error { return s.initSchema(tx, target, migs) })
 	}
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	s.log.Debug("store opened", "path", path, "schema_version", target, "read_only", opts.ReadOnly)

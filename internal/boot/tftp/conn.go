@@ -80,7 +80,11 @@ func (s *Server) filterPacket(pkt, out []byte, peer *net.UDPAddr, passOther bool
 	}
 	clean, err := CleanRequestPath(req.name)
 	if err != nil {
-		s.refuse(peer, req.name, err.(*Error))
+		var terr *Error
+		if !errors.As(err, &terr) {
+			terr = &Error{Code: CodeAccessViolation, Msg: err.Error()}
+		}
+		s.refuse(peer, req.name, terr)
 		return 0
 	}
 	if !s.allow.allowed(clean) {

@@ -75,29 +75,29 @@ func (c *fileCache) acquire(name string) (*cachedFile, error) {
 	}
 	ofi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	if !ofi.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close()
 		return nil, &fs.PathError{Op: "open", Path: name, Err: errNotRegular}
 	}
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		f.Close()
+		_ = f.Close()
 		return nil, os.ErrClosed
 	}
 	if e := c.m[name]; e != nil {
 		if sameFile(e.info, ofi) { // another transfer won the race
-			f.Close()
+			_ = f.Close()
 			e.refs++
 			return e, nil
 		}
 		e.stale = true
 		if e.refs == 0 {
-			e.f.Close()
+			_ = e.f.Close()
 		}
 	}
 	e := &cachedFile{f: f, info: ofi, refs: 1}
@@ -110,7 +110,7 @@ func (c *fileCache) release(e *cachedFile) {
 	defer c.mu.Unlock()
 	e.refs--
 	if e.refs == 0 && (e.stale || c.closed) {
-		e.f.Close()
+		_ = e.f.Close()
 	}
 }
 
@@ -124,7 +124,7 @@ func (c *fileCache) close() {
 	c.closed = true
 	for name, e := range c.m {
 		if e.refs == 0 && !e.stale {
-			e.f.Close()
+			_ = e.f.Close()
 		}
 		delete(c.m, name)
 	}

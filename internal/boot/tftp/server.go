@@ -308,9 +308,9 @@ func (s *Server) stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 // release frees the socket, cached files and root once.
 func (s *Server) release() {
-	s.conn.Close()
+	_ = s.conn.Close()
 	s.files.close()
-	s.root.Close()
+	_ = s.root.Close()
 	close(s.done)
 }
 
@@ -403,8 +403,12 @@ func openError(err error) *Error {
 func (s *Server) readHandler(name string, rf io.ReaderFrom) error {
 	start := time.Now()
 	s.active.Add(1)
-	ot := rf.(ptftp.OutgoingTransfer)
-	peer := ot.RemoteAddr()
+	// pin/tftp always hands read handlers an OutgoingTransfer.
+	ot, _ := rf.(ptftp.OutgoingTransfer)
+	var peer net.UDPAddr
+	if ot != nil {
+		peer = ot.RemoteAddr()
+	}
 	ev := Event{Peer: addrPort(&peer), File: name, Size: -1}
 
 	finish := func(err error) error {
@@ -439,7 +443,9 @@ func (s *Server) readHandler(name string, rf io.ReaderFrom) error {
 	ev.Size = cf.info.Size()
 	// Only takes effect if the client asked for tsize (never for netascii:
 	// filterConn strips it there because the size would differ).
-	ot.SetSize(ev.Size)
+	if ot != nil {
+		ot.SetSize(ev.Size)
+	}
 	r := &transferReader{r: io.NewSectionReader(cf.f, 0, ev.Size), stop: s.stopping}
 	_, err = rf.ReadFrom(r)
 	ev.Bytes = r.n
