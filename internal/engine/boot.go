@@ -154,6 +154,19 @@ type Rendered struct {
 	UserData string `json:"user_data"`
 }
 
+// DiscoveredMachine is an unregistered MAC that asked to network-boot
+// while discovery was on.
+type DiscoveredMachine struct {
+	MAC          string    `json:"mac"`
+	FirstSeen    time.Time `json:"first_seen"`
+	Arch         string    `json:"arch,omitempty"`
+	VendorClass  string    `json:"vendor_class,omitempty"`
+	CircuitID    string    `json:"circuit_id,omitempty"`
+	RemoteID     string    `json:"remote_id,omitempty"`
+	RelayAddress string    `json:"relay_address,omitempty"`
+	Interface    string    `json:"interface,omitempty"`
+}
+
 // ErrImageNotFound means the boot service has no such image cached.
 var ErrImageNotFound = errors.New("OS image not known to the boot service")
 

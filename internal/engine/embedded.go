@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/composable-metal/terraform-provider-metal/internal/redfish"
@@ -17,6 +18,8 @@ type Config struct {
 	// PollInterval is how often BMC state is re-read while waiting (default 2s).
 	PollInterval time.Duration
 	Retry        redfish.RetryPolicy
+	// Boot configures the boot service; nil means provisioning is off.
+	Boot *BootConfig
 }
 
 // Embedded runs every operation in this process.
@@ -26,6 +29,9 @@ type Embedded struct {
 	limiter *redfish.Limiter
 	// requests counts BMC HTTP requests across operations, for benchmarks.
 	requests func(int64)
+
+	bootMu sync.Mutex
+	boot   *bootService
 }
 
 var _ Engine = (*Embedded)(nil)
@@ -112,4 +118,14 @@ func (e *Embedded) BootOnce(ctx context.Context, bmc BMC, override BootOverride)
 	})
 }
 
-func (e *Embedded) Close() error { return nil }
+// Close stops the boot service if it was started.
+func (e *Embedded) Close() error {
+	e.bootMu.Lock()
+	defer e.bootMu.Unlock()
+	if e.boot == nil {
+		return nil
+	}
+	err := e.boot.Close()
+	e.boot = nil
+	return err
+}

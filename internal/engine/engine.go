@@ -25,6 +25,29 @@ type Engine interface {
 	// BootOnce sets a one-time boot override and restarts (or powers on)
 	// the machine into it.
 	BootOnce(ctx context.Context, bmc BMC, override BootOverride) error
+
+	// EnsureImage fetches an OS image's files into the boot service's cache,
+	// verifying each sha256, and records the image under its name.
+	EnsureImage(ctx context.Context, spec ImageSpec) (*ImageInfo, error)
+	// Image reports a cached image, or an error matching ErrImageNotFound.
+	Image(ctx context.Context, name string) (*ImageInfo, error)
+	// DeleteImage forgets an image (its files stay cached by content).
+	DeleteImage(ctx context.Context, name string) error
+	// Render shows what a machine with these NICs would boot, with a
+	// placeholder token.
+	Render(ctx context.Context, bmc BMC, macs []string, spec ProvisionSpec) (*Rendered, error)
+	// Provision registers the machine with the boot service, sets a one-time
+	// network boot, restarts it and waits per spec.WaitFor. A machine that
+	// does not get there gives a *ProvisionError with its timeline.
+	Provision(ctx context.Context, bmc BMC, spec ProvisionSpec) (*ProvisionResult, error)
+	// Deprovision deregisters the machine, first wiping its disks when wipe
+	// is set.
+	Deprovision(ctx context.Context, bmc BMC, image string, wipe bool) error
+	// Timeline lists what the machine did, as seen by the boot service.
+	Timeline(ctx context.Context, bmc BMC) ([]TimelineEvent, error)
+	// Discovered lists unregistered machines that asked to network-boot.
+	Discovered(ctx context.Context) ([]DiscoveredMachine, error)
+
 	// Close releases what the engine holds. Safe to call more than once.
 	Close() error
 }
@@ -60,8 +83,10 @@ type (
 )
 
 const (
-	PowerOn  = redfish.PowerOn
-	PowerOff = redfish.PowerOff
+	PowerOn          = redfish.PowerOn
+	PowerOff         = redfish.PowerOff
+	PowerPoweringOn  = redfish.PowerPoweringOn
+	PowerPoweringOff = redfish.PowerPoweringOff
 
 	BootPxe      = redfish.BootPxe
 	BootHdd      = redfish.BootHdd

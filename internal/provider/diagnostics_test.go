@@ -119,6 +119,8 @@ func TestParseImportID(t *testing.T) {
 
 // fakeEngine answers with canned results.
 type fakeEngine struct {
+	// Engine is nil: calling a method the test did not fake panics.
+	engine.Engine
 	machine func(engine.BMC) (*engine.Inventory, error)
 	systems func(engine.BMC) ([]engine.SystemSummary, error)
 	bmcs    []engine.BMC

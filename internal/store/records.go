@@ -150,8 +150,13 @@ type Image struct {
 	SHA256 string `json:"sha256,omitempty"` // hex digest of the artifact
 	Size   int64  `json:"size,omitempty"`
 	Path   string `json:"path,omitempty"` // local cache location
-	// Files maps roles to local paths, e.g. "kernel", "initrd".
-	Files     map[string]string `json:"files,omitempty"`
+	// Files maps roles ("kernel", "initrd", "image") to the sha256 of the
+	// artifact in the cache.
+	Files map[string]string `json:"files,omitempty"`
+	// KernelArgs are appended to the kernel command line of every install.
+	KernelArgs []string `json:"kernel_args,omitempty"`
+	// Templates override built-in install templates by file name.
+	Templates map[string]string `json:"templates,omitempty"`
 	CreatedAt time.Time         `json:"created_at"` // set by the store
 	UpdatedAt time.Time         `json:"updated_at"` // set by the store
 }
