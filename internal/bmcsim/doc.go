@@ -11,8 +11,11 @@
 //   - Every error carries a Redfish error body with @Message.ExtendedInfo.
 //   - ComputerSystem resources keep power and boot-override state. Power
 //     changes take Options.PowerTransition (PoweringOn/PoweringOff first),
-//     evaluated lazily from deadlines, so no goroutine runs per system.
-//     A completed boot consumes a one-time (Once) override.
+//     evaluated lazily from deadlines, so no goroutine runs per system
+//     (systems with an OnBoot hook get a timer for each boot in flight).
+//     A completed boot consumes a one-time (Once) override and is reported
+//     to SystemSpec.OnBoot (with the override target it followed), which is
+//     how a simulated machine (internal/machinesim) learns to netboot.
 //   - PATCH of a system validates every property (PropertyUnknown,
 //     PropertyNotWritable, PropertyValueNotInList, PropertyValueTypeError),
 //     applies nothing if any fails, and honours If-Match (412).

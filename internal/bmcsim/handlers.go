@@ -584,5 +584,6 @@ func (s *Simulator) resetSystem(r *http.Request, body []byte, sys *system) *resp
 		return s.errResp(http.StatusInternalServerError, msg{id: "InternalError", severity: "Critical"})
 	}
 	sys.resets = append(sys.resets, rt)
+	s.watchBootsLocked(sys)
 	return s.success(p.resetSuccess)
 }

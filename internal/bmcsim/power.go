@@ -192,6 +192,20 @@ func (m *memoryPower) Reset(_ context.Context, resetType string) error {
 	return nil
 }
 
+// untilBoot implements untilBooter. Elapsed phases are not advanced here:
+// the boots they complete are counted by the next Status.
+func (m *memoryPower) untilBoot() (time.Duration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for _, p := range m.phases {
+		if p.boot {
+			return max(p.until.Sub(now), 0), true
+		}
+	}
+	return 0, false
+}
+
 func (m *memoryPower) SetPower(on bool) {
 	rt := "ForceOff"
 	if on {
