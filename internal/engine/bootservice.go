@@ -672,6 +672,9 @@ func (s *bootService) MachineByToken(_ context.Context, token string) (*httpboot
 }
 
 func (s *bootService) Record(_ context.Context, machineID string, e httpboot.Event) {
+	if e.Reported && e.Stage == httpboot.StageProvisioned {
+		return // MarkProvisioned recorded it before waking waiters
+	}
 	msg := e.Message
 	if !e.Reported && e.Bytes > 0 {
 		msg = strconv.FormatInt(e.Bytes, 10) + " bytes"
@@ -707,6 +710,8 @@ func (s *bootService) MarkProvisioned(_ context.Context, machineID string) error
 	}
 	r.status = status
 	r.provisionedAt = time.Now()
+	// Recorded here, not in Record, so a waiter woken below sees it.
+	s.record(machineID, "http", httpboot.StageProvisioned, "")
 	// The token stops working now.
 	delete(s.byHash, httpboot.TokenHash(r.token))
 	s.notify()

@@ -169,6 +169,13 @@ func (e *Embedded) Render(_ context.Context, bmc BMC, macs []string, spec Provis
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrImageNotFound, spec.Image)
 	}
+	ep, err := redfish.ParseEndpoint(bmc.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if bmc.SystemID == "" && ep.SystemID == "" {
+		return nil, errors.New("rendering needs the system id: it is known once the machine exists")
+	}
 	id, err := MachineID(bmc.Endpoint, bmc.SystemID)
 	if err != nil {
 		return nil, err
@@ -241,11 +248,12 @@ func (e *Embedded) Provision(ctx context.Context, bmc BMC, spec ProvisionSpec) (
 	if mode != BootModeUEFI && mode != BootModeLegacy {
 		mode = ""
 	}
+	// Recorded before the request: a fast machine's DHCP follows at once.
+	svc.record(id, "engine", "pxe_boot_requested", string(mode))
 	if err := e.BootOnce(ctx, bmc, BootOverride{Target: BootPxe, Mode: mode}); err != nil {
 		svc.record(id, "engine", "pxe_boot_failed", err.Error())
 		return nil, err
 	}
-	svc.record(id, "engine", "pxe_boot_requested", string(mode))
 	res := &ProvisionResult{MachineID: id}
 	if spec.WaitFor != WaitNone {
 		want := spec.WaitFor
@@ -263,6 +271,27 @@ func (e *Embedded) Provision(ctx context.Context, bmc BMC, spec ProvisionSpec) (
 	return res, nil
 }
 
+// machineIDOf resolves the system when bmc does not name it, so a machine
+// is the same boot-service machine however its BMC is addressed.
+func (e *Embedded) machineIDOf(ctx context.Context, bmc BMC) (string, BMC, error) {
+	if bmc.SystemID == "" {
+		ep, err := redfish.ParseEndpoint(bmc.Endpoint)
+		if err != nil {
+			return "", bmc, err
+		}
+		bmc.SystemID = ep.SystemID
+	}
+	if bmc.SystemID == "" {
+		inv, err := e.Machine(ctx, bmc)
+		if err != nil {
+			return "", bmc, err
+		}
+		bmc.SystemID = inv.SystemID
+	}
+	id, err := MachineID(bmc.Endpoint, bmc.SystemID)
+	return id, bmc, err
+}
+
 // Deprovision deregisters the machine; with wipe it first network-boots
 // the image's wipe step and waits for it to report.
 func (e *Embedded) Deprovision(ctx context.Context, bmc BMC, image string, wipe bool) error {
@@ -270,7 +299,7 @@ func (e *Embedded) Deprovision(ctx context.Context, bmc BMC, image string, wipe 
 	if err != nil {
 		return err
 	}
-	id, err := MachineID(bmc.Endpoint, bmc.SystemID)
+	id, bmc, err := e.machineIDOf(ctx, bmc)
 	if err != nil {
 		return err
 	}
@@ -295,12 +324,12 @@ func (e *Embedded) Deprovision(ctx context.Context, bmc BMC, image string, wipe 
 }
 
 // Timeline lists a machine's recorded events.
-func (e *Embedded) Timeline(_ context.Context, bmc BMC) ([]TimelineEvent, error) {
+func (e *Embedded) Timeline(ctx context.Context, bmc BMC) ([]TimelineEvent, error) {
 	svc, err := e.bootSvc()
 	if err != nil {
 		return nil, err
 	}
-	id, err := MachineID(bmc.Endpoint, bmc.SystemID)
+	id, _, err := e.machineIDOf(ctx, bmc)
 	if err != nil {
 		return nil, err
 	}
