@@ -149,6 +149,20 @@ func TestProvisionInstallsAndWaitsForTheCallback(t *testing.T) {
 		t.Fatalf("installed network %+v should carry the leased %s", inst.Network, res.IPAddress)
 	}
 
+	// Only a hash of the provisioning token is stored.
+	recs := lab.fleet.Records("node-1")
+	if len(recs) == 0 || !strings.Contains(recs[0].Result.ScriptURL, "/boot/") {
+		t.Fatalf("no recorded network boot with a script URL: %+v", recs)
+	}
+	token := strings.Split(strings.SplitN(recs[0].Result.ScriptURL, "/boot/", 2)[1], "/")[0]
+	db, err := os.ReadFile(filepath.Join(lab.cfg.Boot.StateDir, "metal.db"))
+	if err != nil || len(token) < 16 {
+		t.Fatalf("reading the store: %v (token %q)", err, token)
+	}
+	if strings.Contains(string(db), token) {
+		t.Fatal("the plaintext provisioning token is in the state file")
+	}
+
 	// The installed machine boots again: the boot service now hands out a
 	// local-boot script and the old token is refused.
 	again, err := lab.fleet.Machine("node-1").NetBoot(ctx)
