@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/boot/artifact"
 	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 )
 
@@ -125,4 +127,126 @@ func missingStatePasswordDiagnostic(op operation) diag.Diagnostic {
 		fmt.Sprintf("Unable to %s %s: no BMC password is available. Terraform never sends write-only attributes "+
 			"such as `bmc.password_wo` to refresh, import or destroy, so these use the provider's `bmc_password` "+
 			"or the METAL_BMC_PASSWORD environment variable; set one of them.", op.verb, op.object))
+}
+
+// Operations of metal_os_image.
+var (
+	opImageCreate = operation{verb: "create", object: "OS image", timeoutKey: "create", timeout: shortDuration(defaultImageCreateTimeout)}
+	opImageRead   = operation{verb: "read", object: "OS image", timeoutKey: "read", timeout: shortDuration(defaultReadTimeout)}
+	opImageUpdate = operation{verb: "update", object: "OS image", timeoutKey: "update", timeout: shortDuration(defaultImageCreateTimeout)}
+	opImageDelete = operation{verb: "delete", object: "OS image", timeoutKey: "delete", timeout: shortDuration(defaultReadTimeout)}
+	opDiscovered  = operation{verb: "read", object: "discovered machines"}
+)
+
+var pathOSImage = path.Root("os_image")
+
+const addBootServiceHint = "Provisioning needs the provider's `boot_service` block, which runs the DHCP, TFTP and HTTP " +
+	"services machines install from. Add one to the `provider \"metal\"` block with at least `address` (this host's " +
+	"IPv4 address on the provisioning network) and, for the default authoritative DHCP, `dhcp { subnet = \"...\" }`."
+
+// bootErrorDiagnostic turns an error of the boot service side of the engine
+// (images, provisioning) into a diagnostic. at is the attribute the user
+// fixes when the boot service is missing or the image is unknown (os_image
+// on a machine; empty for errors without one). Errors that come from the
+// BMC fall through to engineErrorDiagnostic.
+func bootErrorDiagnostic(op operation, err error, at path.Path) diag.Diagnostic {
+	unable := fmt.Sprintf("Unable to %s %s.", op.verb, op.object)
+	attr := func(summary, detail string) diag.Diagnostic {
+		if at.Equal(path.Empty()) {
+			return diag.NewErrorDiagnostic(summary, detail)
+		}
+		return diag.NewAttributeErrorDiagnostic(at, summary, detail)
+	}
+	switch {
+	case errors.Is(err, engine.ErrBootServiceNotConfigured):
+		return attr("Boot Service Not Configured", unable+" "+addBootServiceHint+"\n\nOriginal Error: "+err.Error())
+	case errors.Is(err, engine.ErrImageNotFound):
+		return attr("OS Image Not Found", unable+" The boot service has no OS image of that name. Create it with a "+
+			"`metal_os_image` resource and refer to it as `metal_os_image.<name>.name`, so Terraform creates the image "+
+			"before the machine.\n\nOriginal Error: "+err.Error())
+	case isBindError(err):
+		return diag.NewErrorDiagnostic("Boot Service Could Not Start", unable+" The provider could not open the boot "+
+			"service's ports (`boot_service.http_listen`, `boot_service.dhcp.listen`, `boot_service.tftp.listen`). "+
+			"Ports 67 and 69 need root or CAP_NET_BIND_SERVICE.\n\nOriginal Error: "+err.Error())
+	}
+	if d, ok := checksumMismatchDiagnostic(op, err); ok {
+		return d
+	}
+	if isBMCError(err) {
+		return engineErrorDiagnostic(op, err)
+	}
+	return diag.NewErrorDiagnostic("Boot Service Operation Failed", unable+"\n\nOriginal Error: "+err.Error())
+}
+
+// checksumMismatchDiagnostic explains an image file whose content does not
+// hash to its sha256, on the file's sha256 attribute when the engine named
+// its role (kernel, initrd, image).
+func checksumMismatchDiagnostic(op operation, err error) (diag.Diagnostic, bool) {
+	var mismatch *artifact.ChecksumMismatchError
+	if !errors.As(err, &mismatch) {
+		return nil, false
+	}
+	what := mismatch.URL
+	role, _, _ := strings.Cut(err.Error(), ":")
+	known := role == "kernel" || role == "initrd" || role == "image"
+	if known {
+		what = fmt.Sprintf("the %s (`%s.url` = %s)", role, role, mismatch.URL)
+	}
+	detail := fmt.Sprintf("Unable to %s %s. The content of %s does not match its sha256: the configuration says %s, "+
+		"the file hashes to %s. Nothing was cached. If the file changed on purpose, update `sha256`; otherwise the "+
+		"download is corrupt or was tampered with.\n\nOriginal Error: %s",
+		op.verb, op.object, what, mismatch.Want, mismatch.Got, err.Error())
+	if known {
+		return diag.NewAttributeErrorDiagnostic(path.Root(role).AtName("sha256"), "OS Image Checksum Mismatch", detail), true
+	}
+	return diag.NewErrorDiagnostic("OS Image Checksum Mismatch", detail), true
+}
+
+// isBindError reports a boot service that could not open a port.
+func isBindError(err error) bool {
+	for _, e := range []error{syscall.EACCES, syscall.EPERM, syscall.EADDRINUSE, syscall.EADDRNOTAVAIL} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// isBMCError reports an error engineErrorDiagnostic explains precisely.
+func isBMCError(err error) bool {
+	var ambiguous *engine.AmbiguousSystemError
+	if errors.As(err, &ambiguous) {
+		return true
+	}
+	for _, e := range []error{engine.ErrInvalidEndpoint, engine.ErrTLS, engine.ErrAmbiguousSystem, engine.ErrUnauthorized,
+		engine.ErrTimeout, engine.ErrUnreachable, engine.ErrNotFound, engine.ErrUnsupported, engine.ErrTaskFailed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// provisionErrorDiagnostic explains a machine that did not reach its goal:
+// the timeline the boot service saw, the last step, and what to raise.
+func provisionErrorDiagnostic(summary string, op operation, perr *engine.ProvisionError, outcome string) diag.Diagnostic {
+	last := "nothing: the machine never asked the boot service for anything (check that it network-boots from " +
+		"`boot_mac` and that DHCP reaches the boot service)"
+	if n := len(perr.Timeline); n > 0 {
+		ev := perr.Timeline[n-1]
+		last = ev.Source + " " + ev.Stage
+		if ev.Message != "" {
+			last += ": " + ev.Message
+		}
+	}
+	detail := fmt.Sprintf("Machine %s did not reach %q. Last step reached: %s.\n\nTimeline:\n%s\n\n",
+		perr.MachineID, perr.Want, last, engine.FormatTimeline(perr.Timeline))
+	if errors.Is(perr, engine.ErrTimeout) {
+		detail += fmt.Sprintf("The wait ran out of time. If the machine is just slow (firmware, downloads, "+
+			"installer), raise `timeouts.%s` (default: `%s`); otherwise look at its console for where it stopped. ", op.timeoutKey, op.timeout)
+	} else {
+		detail += fmt.Sprintf("If the machine only needs longer, raise `timeouts.%s` (default: `%s`). ", op.timeoutKey, op.timeout)
+	}
+	detail += outcome + "\n\nOriginal Error: " + perr.Error()
+	return diag.NewErrorDiagnostic(summary, detail)
 }

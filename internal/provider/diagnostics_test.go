@@ -169,6 +169,10 @@ func readMachine(t *testing.T, eng engine.Engine, defaults bmcDefaults) resource
 		Timeouts: timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
 			"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
 		})},
+		OSImage: types.StringNull(), Hostname: types.StringNull(), SSHAuthorizedKeys: types.ListNull(types.StringType),
+		UserData: types.StringNull(), IPAddress: types.StringNull(), Gateway: types.StringNull(), DNS: types.ListNull(types.StringType),
+		RootDevice: types.StringNull(), WaitFor: types.StringValue("provisioned"), MachineID: types.StringNull(),
+		Timeline: types.ListNull(types.StringType), RenderedIPXE: types.StringNull(), RenderedUserData: types.StringNull(),
 	}
 	if diags := state.Set(ctx, &model); diags.HasError() {
 		t.Fatalf("building state: %v", diags)

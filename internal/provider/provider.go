@@ -5,6 +5,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -41,14 +43,19 @@ type Server struct {
 	// Factory returns a new provider instance, for providerserver.Serve.
 	Factory func() provider.Provider
 
-	mu      sync.Mutex
-	engines []engine.Engine
+	mu sync.Mutex
+	// engines holds one engine per distinct configuration. Terraform (and
+	// terraform-plugin-testing, which serves many commands from one
+	// process) configures a provider for every command; sharing the engine
+	// keeps one boot service on its ports instead of a second one failing
+	// to bind them.
+	engines map[string]engine.Engine
 	closed  bool
 }
 
 // New returns the provider server for a build version and commit.
 func New(version, commit string) *Server {
-	s := &Server{}
+	s := &Server{engines: map[string]engine.Engine{}}
 	s.Factory = func() provider.Provider {
 		return &metalProvider{version: version, commit: commit, server: s}
 	}
@@ -60,21 +67,44 @@ func New(version, commit string) *Server {
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	engines := s.engines
-	s.engines, s.closed = nil, true
+	s.engines, s.closed = map[string]engine.Engine{}, true
 	s.mu.Unlock()
 	for _, e := range engines {
 		_ = e.Close()
 	}
 }
 
-func (s *Server) track(e engine.Engine) {
+// engineFor returns the engine for cfg, creating it on first use. The key
+// is the whole configuration (it never leaves this process's memory).
+func (s *Server) engineFor(cfg engine.Config) (engine.Engine, error) {
+	key, err := engineKey(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e, ok := s.engines[key]; ok {
+		return e, nil
+	}
+	e := engine.NewEmbedded(cfg)
 	if s.closed {
 		_ = e.Close()
-		return
+		return e, nil
 	}
-	s.engines = append(s.engines, e)
+	s.engines[key] = e
+	return e, nil
+}
+
+// engineKey identifies an engine configuration: everything but the logger,
+// which is the same for every engine.
+func engineKey(cfg engine.Config) (string, error) {
+	b, err := json.Marshal(struct {
+		MaxOps int                `json:"max_ops"`
+		Poll   time.Duration      `json:"poll"`
+		Retry  any                `json:"retry"`
+		Boot   *engine.BootConfig `json:"boot"`
+	}{cfg.MaxConcurrentBMCOperations, cfg.PollInterval, cfg.Retry, cfg.Boot})
+	return string(b), err
 }
 
 // metalProvider is one provider instance (one per Terraform provider block).
@@ -84,16 +114,20 @@ type metalProvider struct {
 	server  *Server
 }
 
-var _ provider.Provider = (*metalProvider)(nil)
+var (
+	_ provider.Provider                   = (*metalProvider)(nil)
+	_ provider.ProviderWithValidateConfig = (*metalProvider)(nil)
+)
 
 // providerModel maps the provider block.
 type providerModel struct {
-	BMCUsername                types.String `tfsdk:"bmc_username"`
-	BMCPassword                types.String `tfsdk:"bmc_password"`
-	BMCInsecure                types.Bool   `tfsdk:"bmc_insecure"`
-	BMCCACertificate           types.String `tfsdk:"bmc_ca_certificate"`
-	MaxConcurrentBMCOperations types.Int64  `tfsdk:"max_concurrent_bmc_operations"`
-	PollInterval               types.String `tfsdk:"poll_interval"`
+	BMCUsername                types.String      `tfsdk:"bmc_username"`
+	BMCPassword                types.String      `tfsdk:"bmc_password"`
+	BMCInsecure                types.Bool        `tfsdk:"bmc_insecure"`
+	BMCCACertificate           types.String      `tfsdk:"bmc_ca_certificate"`
+	MaxConcurrentBMCOperations types.Int64       `tfsdk:"max_concurrent_bmc_operations"`
+	PollInterval               types.String      `tfsdk:"poll_interval"`
+	BootService                *bootServiceModel `tfsdk:"boot_service"`
 }
 
 // bmcDefaults are the connection settings every `bmc` block inherits.
@@ -109,6 +143,9 @@ type bmcDefaults struct {
 type providerData struct {
 	engine   engine.Engine
 	defaults bmcDefaults
+	// boot is the boot service configuration; nil when the provider has no
+	// boot_service block (provisioning is off).
+	boot *engine.BootConfig
 }
 
 func (p *metalProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -122,8 +159,12 @@ func (p *metalProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp
 
 func providerSchemaV0() schema.Schema {
 	return schema.Schema{
-		MarkdownDescription: "The Metal provider manages bare-metal machines through their BMCs over Redfish. " +
-			"The settings here are defaults that every `bmc` block inherits, plus limits for the provider as a whole.",
+		MarkdownDescription: "The Metal provider manages bare-metal machines through their BMCs over Redfish and " +
+			"installs their operating systems over the network. The settings here are defaults that every `bmc` " +
+			"block inherits, limits for the provider as a whole, and the `boot_service` that provisioning uses.",
+		Blocks: map[string]schema.Block{
+			"boot_service": bootServiceBlock(),
+		},
 		Attributes: map[string]schema.Attribute{
 			"bmc_username": schema.StringAttribute{
 				Optional: true,
@@ -189,8 +230,25 @@ func (p *metalProvider) Configure(ctx context.Context, req provider.ConfigureReq
 					"set it from a variable or a value known before apply.", name))
 		}
 	}
+	if cfg.BootService != nil {
+		for _, p := range cfg.BootService.unknownBootSettings() {
+			resp.Diagnostics.AddAttributeError(p, "Unknown Provider Setting",
+				fmt.Sprintf("`%s` depends on a value that is only known after apply. The provider needs it to plan; "+
+					"set it from a variable or a value known before apply.", p))
+		}
+	}
 	if resp.Diagnostics.HasError() {
 		return
+	}
+
+	var boot *engine.BootConfig
+	if cfg.BootService != nil {
+		var diags diag.Diagnostics
+		boot, diags = cfg.BootService.bootConfig()
+		resp.Diagnostics.Append(diags...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
 	}
 
 	defaults := bmcDefaults{
@@ -222,12 +280,16 @@ func (p *metalProvider) Configure(ctx context.Context, req provider.ConfigureReq
 		return
 	}
 
-	eng := engine.NewEmbedded(engine.Config{
+	eng, err := p.server.engineFor(engine.Config{
 		Logger:                     slog.New(newTflogHandler()),
 		MaxConcurrentBMCOperations: int(maxOps),
 		PollInterval:               poll,
+		Boot:                       boot,
 	})
-	p.server.track(eng)
+	if err != nil {
+		resp.Diagnostics.AddError("Unable to Configure the Provider", "Please report this issue to the provider developers.\n\nOriginal Error: "+err.Error())
+		return
+	}
 
 	tflog.Info(ctx, "Configured the Metal provider", map[string]any{
 		"version":                       p.version,
@@ -236,9 +298,10 @@ func (p *metalProvider) Configure(ctx context.Context, req provider.ConfigureReq
 		"poll_interval":                 poll.String(),
 		"bmc_username_set":              defaults.username != "",
 		"bmc_password_set":              defaults.password != "",
+		"boot_service":                  boot != nil,
 	})
 
-	data := &providerData{engine: eng, defaults: defaults}
+	data := &providerData{engine: eng, defaults: defaults, boot: boot}
 	resp.ResourceData = data
 	resp.DataSourceData = data
 }
@@ -246,11 +309,13 @@ func (p *metalProvider) Configure(ctx context.Context, req provider.ConfigureReq
 func (p *metalProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewMachineResource,
+		NewOSImageResource,
 	}
 }
 
 func (p *metalProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		NewMachineInventoryDataSource,
+		NewDiscoveredMachinesDataSource,
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	pschema "github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
@@ -177,9 +178,21 @@ func TestProviderSchemaValid(t *testing.T) {
 	if diags := s.ValidateImplementation(t.Context()); diags.HasError() {
 		t.Fatalf("provider schema: %v", diags)
 	}
-	for name, a := range s.Attributes {
-		if a.GetMarkdownDescription() == "" {
-			t.Errorf("provider attribute %q has no MarkdownDescription", name)
+	var walk func(prefix string, attrs map[string]pschema.Attribute, blocks map[string]pschema.Block)
+	walk = func(prefix string, attrs map[string]pschema.Attribute, blocks map[string]pschema.Block) {
+		for name, a := range attrs {
+			if a.GetMarkdownDescription() == "" {
+				t.Errorf("provider attribute %q has no MarkdownDescription", prefix+name)
+			}
+		}
+		for name, b := range blocks {
+			if b.GetMarkdownDescription() == "" {
+				t.Errorf("provider block %q has no MarkdownDescription", prefix+name)
+			}
+			if nb, ok := b.(pschema.SingleNestedBlock); ok {
+				walk(prefix+name+".", nb.Attributes, nb.Blocks)
+			}
 		}
 	}
+	walk("", s.Attributes, s.Blocks)
 }

@@ -39,12 +39,13 @@ const (
 	powerStateOff = "off"
 
 	onDestroyPowerOff = "power_off"
+	onDestroyWipe     = "wipe"
 	onDestroyNone     = "none"
 )
 
 var (
 	powerStates      = []string{powerStateOn, powerStateOff}
-	onDestroyActions = []string{onDestroyPowerOff, onDestroyNone}
+	onDestroyActions = []string{onDestroyPowerOff, onDestroyWipe, onDestroyNone}
 )
 
 // Default operation timeouts.
@@ -66,6 +67,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*machineResource)(nil)
 	_ resource.ResourceWithImportState    = (*machineResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*machineResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*machineResource)(nil)
 )
 
 // NewMachineResource returns the metal_machine resource.
@@ -75,6 +77,8 @@ func NewMachineResource() resource.Resource { return &machineResource{} }
 type machineResource struct {
 	engine   engine.Engine
 	defaults bmcDefaults
+	// boot is the provider's boot service configuration; nil without one.
+	boot *engine.BootConfig
 }
 
 type machineResourceModel struct {
@@ -94,6 +98,23 @@ type machineResourceModel struct {
 	BootMode     types.String       `tfsdk:"boot_mode"`
 	NICs         types.List         `tfsdk:"nics"`
 	Timeouts     timeouts.Value     `tfsdk:"timeouts"`
+
+	// Provisioning inputs.
+	OSImage           types.String `tfsdk:"os_image"`
+	Hostname          types.String `tfsdk:"hostname"`
+	SSHAuthorizedKeys types.List   `tfsdk:"ssh_authorized_keys"`
+	UserData          types.String `tfsdk:"user_data"`
+	IPAddress         types.String `tfsdk:"ip_address"`
+	Gateway           types.String `tfsdk:"gateway"`
+	DNS               types.List   `tfsdk:"dns"`
+	RootDevice        types.String `tfsdk:"root_device"`
+	WaitFor           types.String `tfsdk:"wait_for"`
+
+	// Provisioning results.
+	MachineID        types.String `tfsdk:"machine_id"`
+	Timeline         types.List   `tfsdk:"timeline"`
+	RenderedIPXE     types.String `tfsdk:"rendered_ipxe"`
+	RenderedUserData types.String `tfsdk:"rendered_user_data"`
 }
 
 type machineBMCModel struct {
@@ -126,10 +147,11 @@ func machineResourceSchemaV0(ctx context.Context) schema.Schema {
 	return schema.Schema{
 		Version: 0,
 		MarkdownDescription: "A bare-metal machine controlled through its BMC over Redfish. Creating it powers the " +
-			"machine to `power_state` and records its inventory; refresh detects power changes made outside " +
+			"machine to `power_state` and records its inventory, or, with `os_image`, installs an operating system " +
+			"over the network through the provider's `boot_service`; refresh detects power changes made outside " +
 			"Terraform; destroying it powers the machine off unless `on_destroy` is `" + onDestroyNone + "`. " +
-			"Destroying never erases or releases the hardware.",
-		Attributes: map[string]schema.Attribute{
+			"Destroying erases disks only with `on_destroy = \"" + onDestroyWipe + "\"`, and never releases the hardware.",
+		Attributes: mergeAttributes(map[string]schema.Attribute{
 			// Required attributes
 			"bmc": schema.SingleNestedAttribute{
 				Required: true,
@@ -171,7 +193,10 @@ func machineResourceSchemaV0(ctx context.Context) schema.Schema {
 					stringvalidator.OneOf(onDestroyActions...),
 				},
 				MarkdownDescription: "What destroying this resource does to the machine: `" + onDestroyPowerOff +
-					"` shuts it down (gracefully first), `" + onDestroyNone + "` leaves it as it is. Allowed values: " +
+					"` shuts it down (gracefully first); `" + onDestroyWipe + "` (only with `os_image`) first network-boots " +
+					"the image's kernel to erase `root_device` (or the installer's default disk), waits until it reports, " +
+					"then shuts it down; `" + onDestroyNone + "` leaves it running. With `os_image` every choice also " +
+					"removes the machine from the boot service, so it is never installed again by accident. Allowed values: " +
 					backtickList(onDestroyActions) + " (default: `" + onDestroyPowerOff + "`).",
 			},
 
@@ -227,7 +252,7 @@ func machineResourceSchemaV0(ctx context.Context) schema.Schema {
 					},
 				},
 			},
-		},
+		}, machineProvisioningAttributes()),
 		Blocks: map[string]schema.Block{
 			"timeouts": timeoutsBlock(ctx),
 		},
@@ -330,10 +355,10 @@ func computedString(description string) schema.StringAttribute {
 func timeoutsBlock(ctx context.Context) schema.Block {
 	const unit = " A duration such as `30s`, `10m` or `1h`."
 	descriptions := map[string]string{
-		"create": fmt.Sprintf("How long creating may take, including waiting for the machine to reach `power_state` (default: `%s`).%s", shortDuration(defaultCreateTimeout), unit),
+		"create": fmt.Sprintf("How long creating may take, including waiting for the machine to reach `power_state` and, with `os_image`, to reach `wait_for` (default: `%s`).%s", shortDuration(defaultCreateTimeout), unit),
 		"read":   fmt.Sprintf("How long a refresh or import may take (default: `%s`).%s", shortDuration(defaultReadTimeout), unit),
 		"update": fmt.Sprintf("How long an update may take, including a power change (default: `%s`).%s", shortDuration(defaultUpdateTimeout), unit),
-		"delete": fmt.Sprintf("How long destroying may take, including a graceful shutdown (default: `%s`).%s", shortDuration(defaultDeleteTimeout), unit),
+		"delete": fmt.Sprintf("How long destroying may take, including a graceful shutdown and, with `on_destroy = \"wipe\"`, erasing the disk (default: `%s`).%s", shortDuration(defaultDeleteTimeout), unit),
 	}
 	b := timeouts.Block(ctx, timeouts.Opts{
 		Create: true, Read: true, Update: true, Delete: true,
@@ -384,9 +409,11 @@ func (r *machineResource) Configure(_ context.Context, req resource.ConfigureReq
 	}
 	r.engine = data.engine
 	r.defaults = data.defaults
+	r.boot = data.boot
 }
 
 func (r *machineResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	resp.Diagnostics.Append(validateProvisioningConfig(ctx, req.Config)...)
 	var endpoint, systemID types.String
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, pathBMCEndpoint, &endpoint)...)
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, pathBMCSystemID, &systemID)...)
@@ -432,6 +459,11 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 		resp.Diagnostics.Append(d)
 		return
 	}
+	if !plan.OSImage.IsNull() {
+		r.createProvisioned(ctx, bmc, inv, &plan, resp)
+		return
+	}
+	plan.clearProvisioning()
 
 	after, err := r.engine.SetPower(ctx, bmc, enginePowerState(plan.PowerState.ValueString()), engine.PowerOptions{})
 	if err != nil {
@@ -538,6 +570,9 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 		}
 	}
 	plan.applyInventory(inv, true)
+	var state machineResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	plan.keepProvisioning(&state)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 
@@ -545,6 +580,10 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	var state machineResourceModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !state.OSImage.IsNull() {
+		r.deleteProvisioned(ctx, &state, resp)
 		return
 	}
 	if state.OnDestroy.ValueString() == onDestroyNone {
@@ -598,6 +637,7 @@ func (r *machineResource) ImportState(ctx context.Context, req resource.ImportSt
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, pathBMC, bmc)...)
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, fwpath.Root("on_destroy"), onDestroyPowerOff)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, fwpath.Root("wait_for"), engine.WaitProvisioned)...)
 }
 
 // parseImportID splits "<endpoint>" or "<endpoint>#<system_id>". The

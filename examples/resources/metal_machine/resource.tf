@@ -37,3 +37,37 @@ variable "node2_bmc_password" {
 output "node1_serial" {
   value = metal_machine.node1.serial_number
 }
+
+# Installs Ubuntu over the network (the provider needs a boot_service block;
+# metal_os_image.ubuntu is the example of metal_os_image): the machine is
+# registered with the boot service, network-boots once and create waits until
+# the installer reports it is done.
+resource "metal_machine" "node3" {
+  bmc = {
+    endpoint = "https://10.0.0.13"
+  }
+
+  os_image            = metal_os_image.ubuntu.name
+  hostname            = "node3"
+  ssh_authorized_keys = [file("~/.ssh/id_ed25519.pub")]
+  user_data           = <<-EOT
+    #cloud-config
+    packages: [htop]
+  EOT
+  ip_address          = "192.0.2.13/24"
+  gateway             = "192.0.2.254"
+  dns                 = ["192.0.2.53"]
+  root_device         = "/dev/disk/by-path/pci-0000:00:17.0-ata-1"
+
+  # Erase root_device before powering off when destroyed.
+  on_destroy = "wipe"
+
+  timeouts {
+    create = "45m"
+    delete = "30m"
+  }
+}
+
+output "node3_timeline" {
+  value = metal_machine.node3.timeline
+}
