@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/boot/artifact"
 	"github.com/composable-metal/terraform-provider-metal/internal/boot/render"
 )
 
@@ -27,6 +28,13 @@ type BootConfig struct {
 	IPXEDir string     `json:"ipxe_dir,omitempty"`
 	DHCP    DHCPConfig `json:"dhcp"`
 	TFTP    TFTPConfig `json:"tftp"`
+	// RouterAdvertisements answers IPv6 Router Solicitations on Interface
+	// with a "no router, nothing to configure" advertisement, so iPXE's IPv6
+	// autoconfiguration ends at once instead of waiting ~16s per boot (see
+	// internal/boot/ra). It needs Interface and CAP_NET_RAW. nil means on
+	// when Interface is set, and a failure to start is then only logged;
+	// an explicit true makes that failure an error, false turns it off.
+	RouterAdvertisements *bool `json:"router_advertisements,omitempty"`
 }
 
 // DHCP modes.
@@ -166,6 +174,30 @@ type DiscoveredMachine struct {
 	RelayAddress string    `json:"relay_address,omitempty"`
 	Interface    string    `json:"interface,omitempty"`
 }
+
+// ImageFileError says which file of an image (kernel, initrd, image) could
+// not be fetched or verified.
+type ImageFileError struct {
+	Role string
+	Err  error
+}
+
+func (e *ImageFileError) Error() string { return e.Role + ": " + e.Err.Error() }
+func (e *ImageFileError) Unwrap() error { return e.Err }
+
+// ChecksumMismatchError is a file whose content does not hash to its sha256;
+// it names the file and both sums.
+type ChecksumMismatchError = artifact.ChecksumMismatchError
+
+// Boot service errors (match with errors.Is).
+var (
+	// ErrBind: a port could not be bound (permissions, in use, wrong address).
+	ErrBind = errors.New("the boot service cannot bind a port")
+	// ErrStateInUse: another process holds the boot service's state_dir.
+	ErrStateInUse = errors.New("the boot service state is in use")
+	// ErrProvisionTimeout: the machine did not report in time.
+	ErrProvisionTimeout = errors.New("timed out waiting for the machine to report")
+)
 
 // ErrImageNotFound means the boot service has no such image cached.
 var ErrImageNotFound = errors.New("OS image not known to the boot service")

@@ -86,12 +86,14 @@ type bootService struct {
 	// changed is closed and replaced whenever any registration changes.
 	changed chan struct{}
 
-	stop context.CancelFunc
-	done chan error
+	listenMu  sync.Mutex
+	listening bool
+	stop      context.CancelFunc
+	done      chan error
 }
 
-// startBootService opens the store and binds every listener before it
-// returns, so configuration and permission errors surface at once.
+// startBootService opens the store, the cache and the token key; serve
+// binds the listeners.
 func startBootService(cfg BootConfig, log *slog.Logger) (*bootService, error) {
 	if !cfg.Address.IsValid() {
 		return nil, fmt.Errorf("%w: boot_service.address is required", ErrBootServiceNotConfigured)
@@ -109,7 +111,7 @@ func startBootService(cfg BootConfig, log *slog.Logger) (*bootService, error) {
 	st, err := store.Open(filepath.Join(cfg.StateDir, "metal.db"), store.Options{Logger: log})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
-			return nil, fmt.Errorf("the boot service state in %s is in use by another process (another terraform run or a metal daemon); use a different boot_service.state_dir or wait for it: %w", cfg.StateDir, err)
+			return nil, fmt.Errorf("%w: %s is used by another process (another terraform run or a metal daemon); use a different boot_service.state_dir or wait for it: %w", ErrStateInUse, cfg.StateDir, err)
 		}
 		return nil, fmt.Errorf("opening the boot service store: %w", err)
 	}
@@ -127,11 +129,34 @@ func startBootService(cfg BootConfig, log *slog.Logger) (*bootService, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	if err := s.listen(); err != nil {
-		_ = st.Close()
-		return nil, err
+	if _, port, err := net.SplitHostPort(cmpOr(cfg.HTTPListen, defaultHTTPListen)); err == nil && port != "0" {
+		s.baseURL = "http://" + net.JoinHostPort(cfg.Address.String(), port)
 	}
 	return s, nil
+}
+
+const defaultHTTPListen = "0.0.0.0:8080"
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// serve binds the listeners on first use. Images, timelines and plan-time
+// renderings need only the store, so `terraform plan` binds no ports.
+func (s *bootService) serve() error {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	if s.listening {
+		return nil
+	}
+	if err := s.listen(); err != nil {
+		return err
+	}
+	s.listening = true
+	return nil
 }
 
 func loadSecret(path string) ([]byte, error) {
@@ -221,11 +246,8 @@ func (s *bootService) listen() (err error) {
 		}
 	}()
 
-	httpAddr := s.cfg.HTTPListen
-	if httpAddr == "" {
-		httpAddr = "0.0.0.0:8080"
-	}
-	hl, err := net.Listen("tcp", httpAddr)
+	httpAddr := cmpOr(s.cfg.HTTPListen, defaultHTTPListen)
+	hl, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", httpAddr)
 	if err != nil {
 		return bindError("HTTP", httpAddr, "tcp", err)
 	}
@@ -274,7 +296,7 @@ func (s *bootService) listen() (err error) {
 		if addr == "" {
 			addr = "0.0.0.0:69"
 		}
-		pc, err := net.ListenPacket("udp4", addr)
+		pc, err := (&net.ListenConfig{}).ListenPacket(context.Background(), "udp4", addr)
 		if err != nil {
 			return bindError("TFTP", addr, "udp", err)
 		}
@@ -283,6 +305,11 @@ func (s *bootService) listen() (err error) {
 		if err != nil {
 			return fmt.Errorf("boot_service.tftp: %w", err)
 		}
+	}
+
+	raSrv, err := s.routerAdvertisements()
+	if err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -307,8 +334,11 @@ func (s *bootService) listen() (err error) {
 	if tftpSrv != nil {
 		g.Go(func() error { return tftpSrv.Serve(gctx) })
 	}
+	if raSrv != nil {
+		g.Go(func() error { s.serveRA(gctx, raSrv); return nil })
+	}
 	go func() { s.done <- g.Wait() }()
-	s.log.Info("boot service started", "http", s.baseURL, "dhcp", s.cfg.DHCP.Mode, "tftp", s.cfg.TFTP.Enabled)
+	s.log.Info("boot service started", "http", s.baseURL, "dhcp", s.cfg.DHCP.Mode, "tftp", s.cfg.TFTP.Enabled, "router_advertisements", raSrv != nil)
 	return nil
 }
 
@@ -384,15 +414,18 @@ func (s *bootService) dhcpConfig(pxeServed bool) dhcp.Config {
 
 // bindError explains the usual reasons a port cannot be bound.
 func bindError(what, addr, network string, err error) error {
+	var why string
 	switch {
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("boot service: binding %s on %s/%s needs root or CAP_NET_BIND_SERVICE: run terraform as root, grant the capability (setcap cap_net_bind_service=+ep on the provider binary), or run the boot service as the metal daemon: %w", what, addr, network, err)
+		why = fmt.Sprintf("binding %s on %s/%s needs root or CAP_NET_BIND_SERVICE: run terraform as root, grant the capability (setcap cap_net_bind_service=+ep on the provider binary), or run the boot service as the metal daemon", what, addr, network)
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("boot service: %s address %s/%s is already in use (another DHCP/TFTP/HTTP server, or another metal boot service): stop it or choose another address: %w", what, addr, network, err)
+		why = fmt.Sprintf("%s address %s/%s is already in use (another DHCP/TFTP/HTTP server, or another metal boot service): stop it or choose another address", what, addr, network)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("boot service: %s address %s is not an address of this host: set boot_service.address to an address of the provisioning interface: %w", what, addr, err)
+		why = fmt.Sprintf("%s address %s is not an address of this host: set boot_service.address to an address of the provisioning interface", what, addr)
+	default:
+		why = fmt.Sprintf("binding %s on %s/%s", what, addr, network)
 	}
-	return fmt.Errorf("boot service: binding %s on %s/%s: %w", what, addr, network, err)
+	return fmt.Errorf("%w: %s: %w", ErrBind, why, err)
 }
 
 // Close stops the servers and the store.
@@ -408,21 +441,21 @@ func (s *bootService) Close() error {
 
 // register stores a fresh provisioning of machine id and indexes it. Any
 // previous registration of the machine (or of its MACs) is replaced.
-func (s *bootService) register(id string, macs []string, ip netip.Addr, action httpboot.Action, vars render.MachineVars) (*registration, error) {
+func (s *bootService) register(id string, macs []string, ip netip.Addr, action httpboot.Action, vars render.MachineVars) error {
 	nonceBytes := make([]byte, 16)
 	if _, err := rand.Read(nonceBytes); err != nil {
-		return nil, err
+		return err
 	}
 	nonce := hex.EncodeToString(nonceBytes)
 	token := s.tokenFor(id, nonce)
 	vars.Token = token
 	if err := vars.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	vars.Token = ""
 	blob, err := json.Marshal(persisted{Nonce: nonce, Action: action, Vars: vars})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	status := statusProvisioning
 	if action == httpboot.ActionWipe {
@@ -432,7 +465,7 @@ func (s *bootService) register(id string, macs []string, ip netip.Addr, action h
 	defer s.mu.Unlock()
 	for _, mac := range macs {
 		if old, ok := s.byMAC[mac]; ok && old.id != id {
-			return nil, fmt.Errorf("MAC %s is already registered to machine %s", mac, old.id)
+			return fmt.Errorf("MAC %s is already registered to machine %s", mac, old.id)
 		}
 		// A MAC recorded by discovery belongs to this machine now.
 		_ = s.store.DeleteMachine(discoveredID(mac))
@@ -442,7 +475,7 @@ func (s *bootService) register(id string, macs []string, ip netip.Addr, action h
 		ID: id, MACs: macs, Hostname: vars.Hostname, IP: ip, Status: status,
 		TokenHash: store.HashToken(token), InstallInputs: map[string]string{"registration": string(blob)},
 	}); err != nil {
-		return nil, fmt.Errorf("registering machine %s: %w", id, err)
+		return fmt.Errorf("registering machine %s: %w", id, err)
 	}
 	r := &registration{id: id, macs: macs, ip: ip, hostname: vars.Hostname, token: token, action: action, vars: vars, status: status}
 	if hadOld {
@@ -452,7 +485,7 @@ func (s *bootService) register(id string, macs []string, ip netip.Addr, action h
 	s.index(r)
 	s.record(id, "engine", "registered", "")
 	s.notify()
-	return r, nil
+	return nil
 }
 
 func (s *bootService) deregister(id string) error {
@@ -518,7 +551,7 @@ func (s *bootService) wait(ctx context.Context, id, target string) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+			return fmt.Errorf("%w: %w", ErrProvisionTimeout, ctx.Err())
 		}
 	}
 }

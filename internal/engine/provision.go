@@ -53,6 +53,25 @@ func (e *Embedded) bootSvc() (*bootService, error) {
 	return svc, nil
 }
 
+// ServeBoot starts the boot service's listeners now instead of at the first
+// provisioning: the daemon serves machines between Terraform runs.
+func (e *Embedded) ServeBoot() error {
+	_, err := e.bootServing()
+	return err
+}
+
+// bootServing is bootSvc with its listeners bound.
+func (e *Embedded) bootServing() (*bootService, error) {
+	svc, err := e.bootSvc()
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.serve(); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
 func (e *Embedded) EnsureImage(ctx context.Context, spec ImageSpec) (*ImageInfo, error) {
 	if !slices.Contains(InstallKinds(), spec.Kind) {
 		return nil, fmt.Errorf("install kind %q is not one of %s", spec.Kind, strings.Join(InstallKinds(), ", "))
@@ -66,7 +85,7 @@ func (e *Embedded) EnsureImage(ctx context.Context, spec ImageSpec) (*ImageInfo,
 	fetch := func(role string, src ArtifactSource) (artifact.Artifact, error) {
 		a, err := svc.cache.Ensure(ctx, artifact.Source{URL: src.URL, SHA256: src.SHA256})
 		if err != nil {
-			return a, fmt.Errorf("%s: %w", role, err)
+			return a, &ImageFileError{Role: role, Err: err}
 		}
 		files[role] = a.SHA256
 		return a, nil
@@ -165,6 +184,12 @@ func (e *Embedded) Render(_ context.Context, bmc BMC, macs []string, spec Provis
 	if err != nil {
 		return nil, err
 	}
+	if svc.baseURL == "" {
+		// An ephemeral HTTP port (tests) is only known once bound.
+		if err := svc.serve(); err != nil {
+			return nil, err
+		}
+	}
 	img, err := svc.store.GetImage(spec.Image)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrImageNotFound, spec.Image)
@@ -199,7 +224,7 @@ func (e *Embedded) Render(_ context.Context, bmc BMC, macs []string, spec Provis
 
 // Provision registers the machine, network-boots it once and waits as asked.
 func (e *Embedded) Provision(ctx context.Context, bmc BMC, spec ProvisionSpec) (*ProvisionResult, error) {
-	svc, err := e.bootSvc()
+	svc, err := e.bootServing()
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +266,7 @@ func (e *Embedded) Provision(ctx context.Context, bmc BMC, spec ProvisionSpec) (
 		static = p.Addr()
 	}
 	vars := machineVars(svc, img, id, macs, spec)
-	if _, err := svc.register(id, []string{spec.BootMAC}, static, httpboot.ActionInstall, vars); err != nil {
+	if err := svc.register(id, []string{spec.BootMAC}, static, httpboot.ActionInstall, vars); err != nil {
 		return nil, err
 	}
 	mode := BootMode(inv.BootMode)
@@ -304,13 +329,16 @@ func (e *Embedded) Deprovision(ctx context.Context, bmc BMC, image string, wipe 
 		return err
 	}
 	if wipe {
+		if err := svc.serve(); err != nil {
+			return err
+		}
 		svc.mu.Lock()
 		r, ok := svc.byID[id]
 		svc.mu.Unlock()
 		if !ok {
 			return fmt.Errorf("machine %s is not registered with the boot service, so it cannot be wiped", id)
 		}
-		if _, err := svc.register(id, r.macs, r.ip, httpboot.ActionWipe, r.vars); err != nil {
+		if err := svc.register(id, r.macs, r.ip, httpboot.ActionWipe, r.vars); err != nil {
 			return err
 		}
 		if err := e.BootOnce(ctx, bmc, BootOverride{Target: BootPxe}); err != nil {

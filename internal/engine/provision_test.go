@@ -150,8 +150,8 @@ func TestProvisionInstallsAndWaitsForTheCallback(t *testing.T) {
 	}
 
 	// Only a hash of the provisioning token is stored.
-	recs := lab.fleet.Records("node-1")
-	if len(recs) == 0 || !strings.Contains(recs[0].Result.ScriptURL, "/boot/") {
+	recs, err := lab.fleet.WaitBoots(ctx, "node-1", 1)
+	if err != nil || len(recs) == 0 || !strings.Contains(recs[0].Result.ScriptURL, "/boot/") {
 		t.Fatalf("no recorded network boot with a script URL: %+v", recs)
 	}
 	token := strings.Split(strings.SplitN(recs[0].Result.ScriptURL, "/boot/", 2)[1], "/")[0]
@@ -264,6 +264,9 @@ func TestBootServiceRestartLosesNothing(t *testing.T) {
 	if _, err := e2.Image(ctx, "debian"); err != nil {
 		t.Fatalf("image lost across restart: %v", err)
 	}
+	if err := e2.ServeBoot(); err != nil {
+		t.Fatal(err)
+	}
 	again, err := lab.fleet.Machine("node-1").NetBoot(ctx)
 	if err != nil {
 		t.Fatalf("network boot after restart: %v", err)
@@ -294,7 +297,7 @@ func TestMissingIPXEBinariesFailAtStart(t *testing.T) {
 	lab := newBootLab(t, t.TempDir())
 	lab.cfg.Boot.IPXEDir = t.TempDir()
 	lab.cfg.Boot.TFTP = engine.TFTPConfig{Enabled: true, Listen: "127.0.0.1:0"}
-	_, err := engine.NewEmbedded(lab.cfg).Image(context.Background(), "x")
+	_, err := engine.NewEmbedded(lab.cfg).Provision(context.Background(), lab.bmc, engine.ProvisionSpec{Image: "x"})
 	if err == nil || !strings.Contains(err.Error(), "undionly.kpxe") || !strings.Contains(err.Error(), "apt-get install ipxe") {
 		t.Fatalf("got %v, want an error naming the missing binary and the fix", err)
 	}

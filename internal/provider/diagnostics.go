@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 
-	"github.com/composable-metal/terraform-provider-metal/internal/boot/artifact"
 	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 )
 
@@ -164,6 +162,10 @@ func bootErrorDiagnostic(op operation, err error, at path.Path) diag.Diagnostic 
 		return attr("OS Image Not Found", unable+" The boot service has no OS image of that name. Create it with a "+
 			"`metal_os_image` resource and refer to it as `metal_os_image.<name>.name`, so Terraform creates the image "+
 			"before the machine.\n\nOriginal Error: "+err.Error())
+	case errors.Is(err, engine.ErrStateInUse):
+		return attr("Boot Service State In Use", unable+" Another process (a concurrent terraform run in the same "+
+			"directory, or a metal daemon) holds `boot_service.state_dir`. Wait for it to finish, or give this "+
+			"configuration its own `state_dir`.\n\nOriginal Error: "+err.Error())
 	case isBindError(err):
 		return diag.NewErrorDiagnostic("Boot Service Could Not Start", unable+" The provider could not open the boot "+
 			"service's ports (`boot_service.http_listen`, `boot_service.dhcp.listen`, `boot_service.tftp.listen`). "+
@@ -182,12 +184,16 @@ func bootErrorDiagnostic(op operation, err error, at path.Path) diag.Diagnostic 
 // hash to its sha256, on the file's sha256 attribute when the engine named
 // its role (kernel, initrd, image).
 func checksumMismatchDiagnostic(op operation, err error) (diag.Diagnostic, bool) {
-	var mismatch *artifact.ChecksumMismatchError
+	var mismatch *engine.ChecksumMismatchError
 	if !errors.As(err, &mismatch) {
 		return nil, false
 	}
 	what := mismatch.URL
-	role, _, _ := strings.Cut(err.Error(), ":")
+	var file *engine.ImageFileError
+	role := ""
+	if errors.As(err, &file) {
+		role = file.Role
+	}
 	known := role == "kernel" || role == "initrd" || role == "image"
 	if known {
 		what = fmt.Sprintf("the %s (`%s.url` = %s)", role, role, mismatch.URL)
@@ -203,14 +209,7 @@ func checksumMismatchDiagnostic(op operation, err error) (diag.Diagnostic, bool)
 }
 
 // isBindError reports a boot service that could not open a port.
-func isBindError(err error) bool {
-	for _, e := range []error{syscall.EACCES, syscall.EPERM, syscall.EADDRINUSE, syscall.EADDRNOTAVAIL} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
+func isBindError(err error) bool { return errors.Is(err, engine.ErrBind) }
 
 // isBMCError reports an error engineErrorDiagnostic explains precisely.
 func isBMCError(err error) bool {
@@ -241,7 +240,7 @@ func provisionErrorDiagnostic(summary string, op operation, perr *engine.Provisi
 	}
 	detail := fmt.Sprintf("Machine %s did not reach %q. Last step reached: %s.\n\nTimeline:\n%s\n\n",
 		perr.MachineID, perr.Want, last, engine.FormatTimeline(perr.Timeline))
-	if errors.Is(perr, engine.ErrTimeout) {
+	if errors.Is(perr, engine.ErrProvisionTimeout) {
 		detail += fmt.Sprintf("The wait ran out of time. If the machine is just slow (firmware, downloads, "+
 			"installer), raise `timeouts.%s` (default: `%s`); otherwise look at its console for where it stopped. ", op.timeoutKey, op.timeout)
 	} else {

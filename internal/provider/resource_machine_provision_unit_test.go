@@ -18,17 +18,16 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/composable-metal/terraform-provider-metal/internal/boot/artifact"
 	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 )
 
 func TestBootErrorDiagnostic(t *testing.T) {
 	t.Parallel()
 	bind := func(errno syscall.Errno) error {
-		return fmt.Errorf("boot service: binding DHCP on 0.0.0.0:67/udp needs root or CAP_NET_BIND_SERVICE: %w",
-			&os.SyscallError{Syscall: "bind", Err: errno})
+		return fmt.Errorf("%w: binding DHCP on 0.0.0.0:67/udp needs root or CAP_NET_BIND_SERVICE: %w",
+			engine.ErrBind, &os.SyscallError{Syscall: "bind", Err: errno})
 	}
-	mismatch := fmt.Errorf("kernel: %w", &artifact.ChecksumMismatchError{URL: "file:///srv/vmlinuz", Want: strings.Repeat("a", 64), Got: strings.Repeat("b", 64)})
+	mismatch := &engine.ImageFileError{Role: "kernel", Err: &engine.ChecksumMismatchError{URL: "file:///srv/vmlinuz", Want: strings.Repeat("a", 64), Got: strings.Repeat("b", 64)}}
 	tests := []struct {
 		name     string
 		err      error
@@ -75,7 +74,7 @@ func TestBootErrorDiagnostic(t *testing.T) {
 func TestProvisionErrorDiagnostic(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	perr := &engine.ProvisionError{MachineID: "m-1", Want: "provisioned", Err: fmt.Errorf("%w: deadline", engine.ErrTimeout),
+	perr := &engine.ProvisionError{MachineID: "m-1", Want: "provisioned", Err: fmt.Errorf("%w: deadline", engine.ErrProvisionTimeout),
 		Timeline: []engine.TimelineEvent{{Time: at, Source: "engine", Stage: "registered"}, {Time: at, Source: "http", Stage: "script", Message: "10 bytes"}}}
 	d := provisionErrorDiagnostic("Machine Did Not Finish Provisioning", opCreate, perr, "Kept.")
 	for _, c := range []string{`did not reach "provisioned"`, "Last step reached: http script: 10 bytes.", "Timeline:\n", "engine   registered",
