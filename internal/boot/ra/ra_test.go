@@ -92,7 +92,9 @@ type fakeConn struct {
 	once     sync.Once
 }
 
-func newFakeConn() *fakeConn { return &fakeConn{in: make(chan Packet, 16), closed: make(chan struct{})} }
+func newFakeConn() *fakeConn {
+	return &fakeConn{in: make(chan Packet, 16), closed: make(chan struct{})}
+}
 
 func (c *fakeConn) Read() (Packet, error) {
 	select {
