@@ -353,28 +353,34 @@ func computedString(description string) schema.StringAttribute {
 // timeoutsBlock is the framework-timeouts block with descriptions that state
 // this resource's defaults.
 func timeoutsBlock(ctx context.Context) schema.Block {
+	return describedTimeoutsBlock(ctx, "Limits on how long each operation may take; every BMC call runs under them.", map[string]string{
+		"create": fmt.Sprintf("How long creating may take, including waiting for the machine to reach `power_state` and, with `os_image`, to reach `wait_for` (default: `%s`).", shortDuration(defaultCreateTimeout)),
+		"read":   fmt.Sprintf("How long a refresh or import may take (default: `%s`).", shortDuration(defaultReadTimeout)),
+		"update": fmt.Sprintf("How long an update may take, including a power change (default: `%s`).", shortDuration(defaultUpdateTimeout)),
+		"delete": fmt.Sprintf("How long destroying may take, including a graceful shutdown and, with `on_destroy = \"wipe\"`, erasing the disk (default: `%s`).", shortDuration(defaultDeleteTimeout)),
+	})
+}
+
+// describedTimeoutsBlock is the framework's timeouts block with our
+// descriptions (the framework's own are generic) on the block and each
+// duration attribute.
+func describedTimeoutsBlock(ctx context.Context, summary string, descriptions map[string]string) schema.Block {
 	const unit = " A duration such as `30s`, `10m` or `1h`."
-	descriptions := map[string]string{
-		"create": fmt.Sprintf("How long creating may take, including waiting for the machine to reach `power_state` and, with `os_image`, to reach `wait_for` (default: `%s`).%s", shortDuration(defaultCreateTimeout), unit),
-		"read":   fmt.Sprintf("How long a refresh or import may take (default: `%s`).%s", shortDuration(defaultReadTimeout), unit),
-		"update": fmt.Sprintf("How long an update may take, including a power change (default: `%s`).%s", shortDuration(defaultUpdateTimeout), unit),
-		"delete": fmt.Sprintf("How long destroying may take, including a graceful shutdown and, with `on_destroy = \"wipe\"`, erasing the disk (default: `%s`).%s", shortDuration(defaultDeleteTimeout), unit),
-	}
 	b := timeouts.Block(ctx, timeouts.Opts{
 		Create: true, Read: true, Update: true, Delete: true,
-		CreateDescription: descriptions["create"],
-		ReadDescription:   descriptions["read"],
-		UpdateDescription: descriptions["update"],
-		DeleteDescription: descriptions["delete"],
+		CreateDescription: descriptions["create"] + unit,
+		ReadDescription:   descriptions["read"] + unit,
+		UpdateDescription: descriptions["update"] + unit,
+		DeleteDescription: descriptions["delete"] + unit,
 	})
 	block, ok := b.(schema.SingleNestedBlock)
 	if !ok {
 		return b
 	}
-	block.MarkdownDescription = "Limits on how long each operation may take; every BMC call runs under them."
+	block.MarkdownDescription = summary
 	for name, a := range block.Attributes {
 		if s, ok := a.(schema.StringAttribute); ok {
-			s.MarkdownDescription = descriptions[name]
+			s.MarkdownDescription = descriptions[name] + unit
 			block.Attributes[name] = s
 		}
 	}

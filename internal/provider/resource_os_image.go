@@ -247,32 +247,12 @@ func imported(ctx context.Context, state tfsdk.State) bool {
 }
 
 func osImageTimeoutsBlock(ctx context.Context) schema.Block {
-	const unit = " A duration such as `30s`, `10m` or `1h`."
-	descriptions := map[string]string{
-		"create": fmt.Sprintf("How long creating may take, including downloading and hashing every file (default: `%s`).%s", shortDuration(defaultImageCreateTimeout), unit),
-		"read":   fmt.Sprintf("How long a refresh or import may take (default: `%s`).%s", shortDuration(defaultReadTimeout), unit),
-		"update": fmt.Sprintf("How long adopting an imported image may take, including hashing its files (default: `%s`).%s", shortDuration(defaultImageCreateTimeout), unit),
-		"delete": fmt.Sprintf("How long destroying may take (default: `%s`).%s", shortDuration(defaultReadTimeout), unit),
-	}
-	b := timeouts.Block(ctx, timeouts.Opts{
-		Create: true, Read: true, Update: true, Delete: true,
-		CreateDescription: descriptions["create"],
-		ReadDescription:   descriptions["read"],
-		UpdateDescription: descriptions["update"],
-		DeleteDescription: descriptions["delete"],
+	return describedTimeoutsBlock(ctx, "Limits on how long each operation may take.", map[string]string{
+		"create": fmt.Sprintf("How long creating may take, including downloading and hashing every file (default: `%s`).", shortDuration(defaultImageCreateTimeout)),
+		"read":   fmt.Sprintf("How long a refresh or import may take (default: `%s`).", shortDuration(defaultReadTimeout)),
+		"update": fmt.Sprintf("How long adopting an imported image may take, including hashing its files (default: `%s`).", shortDuration(defaultImageCreateTimeout)),
+		"delete": fmt.Sprintf("How long destroying may take (default: `%s`).", shortDuration(defaultReadTimeout)),
 	})
-	block, ok := b.(schema.SingleNestedBlock)
-	if !ok {
-		return b
-	}
-	block.MarkdownDescription = "Limits on how long each operation may take."
-	for name, a := range block.Attributes {
-		if s, ok := a.(schema.StringAttribute); ok {
-			s.MarkdownDescription = descriptions[name]
-			block.Attributes[name] = s
-		}
-	}
-	return block
 }
 
 func (r *osImageResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
