@@ -579,6 +579,7 @@ func (s *Simulator) resetSystem(r *http.Request, body []byte, sys *system) *resp
 		sys.resets = append(sys.resets, rt)
 		return s.success(p.resetSuccess)
 	}
+	s.tellBootOverrideLocked(sys)
 	if err := sys.power.Reset(r.Context(), rt); err != nil {
 		s.log.Warn("power backend reset failed", slog.String("system", sys.spec.ID), slog.String("resetType", rt), slog.Any("err", err))
 		return s.errResp(http.StatusInternalServerError, msg{id: "InternalError", severity: "Critical"})

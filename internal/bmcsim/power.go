@@ -45,6 +45,35 @@ type PowerBackend interface {
 	SetPower(on bool)
 }
 
+// BootOverride is a system's boot source override as a power backend is
+// told it (see BootOverrideAware).
+type BootOverride struct {
+	// Target is the BootSourceOverrideTarget ("Pxe", "Hdd", "UefiHttp",
+	// ...), or "" when no override is enabled: the normal boot order.
+	Target string
+	// Enabled is "Once" or "Continuous", or "" when no override is enabled.
+	Enabled string
+	// Mode is the firmware mode the boot asks for, "UEFI" or "Legacy": the
+	// BootSourceOverrideMode, else SystemSpec.BootMode.
+	Mode string
+}
+
+// BootOverrideAware is an optional PowerBackend extension for backends that
+// pick the boot device themselves, such as one that starts a VM with a boot
+// order. The simulator calls SetBootOverride with the system's current
+// override immediately before every Reset and SetPower, so the backend
+// knows what the boot that request starts must follow. It is called with
+// the simulator's state lock held: it must return promptly and must not
+// call back into the simulator.
+//
+// A Once override is consumed by the simulator when the backend's Boots
+// counter next changes, as for any backend; a backend that boots the VM
+// more than once per request (a guest-initiated reboot) should follow a
+// Once override for the first of those boots only.
+type BootOverrideAware interface {
+	SetBootOverride(BootOverride)
+}
+
 // phase is one timed step of a power sequence.
 type phase struct {
 	state  string

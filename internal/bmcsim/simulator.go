@@ -40,7 +40,8 @@ type SystemSpec struct {
 	BootMode string
 	// Power optionally replaces the in-memory power model (e.g. with one
 	// that drives a VM). PoweredOn and Options.PowerTransition are then
-	// ignored for this system.
+	// ignored for this system. A backend that also implements
+	// BootOverrideAware is told the boot override before each power request.
 	Power PowerBackend
 	// OnBoot, when set, is called after every completed host boot (the end
 	// of a power-on or restart), e.g. to have a simulated machine netboot
@@ -496,6 +497,24 @@ func (s *Simulator) bootTimer(sys *system) {
 	sys.watching = false
 }
 
+// tellBootOverrideLocked passes the system's override to a backend that
+// implements BootOverrideAware. Caller holds s.mu and calls it right before
+// Reset or SetPower.
+func (s *Simulator) tellBootOverrideLocked(sys *system) {
+	ba, ok := sys.power.(BootOverrideAware)
+	if !ok {
+		return
+	}
+	o := BootOverride{Mode: sys.spec.BootMode}
+	if (sys.boot.enabled == "Once" || sys.boot.enabled == "Continuous") && sys.boot.target != "None" {
+		o.Target, o.Enabled = sys.boot.target, sys.boot.enabled
+		if sys.boot.mode != "" {
+			o.Mode = sys.boot.mode
+		}
+	}
+	ba.SetBootOverride(o)
+}
+
 // AddSystem adds a system (vendor defaults fill zero fields). A system with
 // the same ID is replaced.
 func (s *Simulator) AddSystem(spec SystemSpec) {
@@ -548,6 +567,7 @@ func (s *Simulator) SetPowerState(id string, on bool) {
 	defer s.mu.Unlock()
 	if sys := s.findLocked(id); sys != nil {
 		s.status(sys)
+		s.tellBootOverrideLocked(sys)
 		sys.power.SetPower(on)
 		s.watchBootsLocked(sys)
 	}

@@ -631,7 +631,7 @@ func (s *bootService) ReservedBy(_ context.Context, ip netip.Addr) (net.Hardware
 }
 
 func (s *bootService) observeDHCP(_ context.Context, e dhcp.Event) {
-	if e.MAC == nil {
+	if e.MAC == nil || e.Type == dhcp.EventIgnored {
 		return
 	}
 	s.mu.Lock()
@@ -639,14 +639,8 @@ func (s *bootService) observeDHCP(_ context.Context, e dhcp.Event) {
 	if ok && e.Type == dhcp.EventAck && e.IP.IsValid() {
 		r.leased = e.IP
 	}
-	if ok && e.Type == dhcp.EventAck && !r.provisionedAt.IsZero() && r.bootedAt.IsZero() {
-		// The machine asked for an address again after it finished
-		// installing: it has rebooted into the installed system.
-		r.bootedAt = time.Now()
-		s.notify()
-	}
 	s.mu.Unlock()
-	if !ok || e.Type == dhcp.EventIgnored {
+	if !ok {
 		return
 	}
 	msg := ""
@@ -656,7 +650,19 @@ func (s *bootService) observeDHCP(_ context.Context, e dhcp.Event) {
 	if e.Reason != "" {
 		msg += " (" + string(e.Reason) + ")"
 	}
+	// Recorded before waking waiters, so their timeline includes it.
 	s.record(r.id, "dhcp", string(e.Type), msg)
+	if e.Type != dhcp.EventAck {
+		return
+	}
+	s.mu.Lock()
+	if !r.provisionedAt.IsZero() && r.bootedAt.IsZero() {
+		// The machine asked for an address again after it finished
+		// installing: it has rebooted into the installed system.
+		r.bootedAt = time.Now()
+		s.notify()
+	}
+	s.mu.Unlock()
 }
 
 func (s *bootService) observeTFTP(e tftp.Event) {
