@@ -1,14 +1,18 @@
 // Command terraform-provider-metal is the Terraform provider for bare-metal
-// machines driven over Redfish.
+// machines driven over Redfish. Run as `serve` it is the boot service
+// daemon the provider's remote mode talks to; `token` manages its API
+// tokens. With no command it is the Terraform plugin.
 package main
 
 import (
 	"context"
 	"flag"
 	"log"
+	"os"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/daemon"
 	"github.com/composable-metal/terraform-provider-metal/internal/provider"
 )
 
@@ -19,6 +23,10 @@ var (
 )
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "token") {
+		os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr, version))
+	}
+
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
 	flag.Parse()

@@ -49,6 +49,9 @@ const credentialHint = "Check `bmc.username`/`bmc.password` (or `bmc.password_wo
 // carry credentials; nothing here adds any.
 func engineErrorDiagnostic(op operation, err error) diag.Diagnostic {
 	unable := fmt.Sprintf("Unable to %s %s.", op.verb, op.object)
+	if isRemoteError(err) {
+		return remoteErrorDiagnostic(err)
+	}
 	var ambiguous *engine.AmbiguousSystemError
 	switch {
 	case errors.Is(err, engine.ErrInvalidEndpoint):
@@ -154,6 +157,9 @@ func bootErrorDiagnostic(op operation, err error, at path.Path) diag.Diagnostic 
 			return diag.NewErrorDiagnostic(summary, detail)
 		}
 		return diag.NewAttributeErrorDiagnostic(at, summary, detail)
+	}
+	if isRemoteError(err) {
+		return remoteErrorDiagnostic(err)
 	}
 	switch {
 	case errors.Is(err, engine.ErrBootServiceNotConfigured):

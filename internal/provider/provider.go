@@ -86,7 +86,7 @@ func (s *Server) engineFor(cfg engine.Config) (engine.Engine, error) {
 	if e, ok := s.engines[key]; ok {
 		return e, nil
 	}
-	e := engine.NewEmbedded(cfg)
+	e := engine.Engine(engine.NewEmbedded(cfg))
 	if s.closed {
 		_ = e.Close()
 		return e, nil
@@ -242,7 +242,7 @@ func (p *metalProvider) Configure(ctx context.Context, req provider.ConfigureReq
 	}
 
 	var boot *engine.BootConfig
-	if cfg.BootService != nil {
+	if cfg.BootService != nil && !cfg.BootService.remote() {
 		var diags diag.Diagnostics
 		boot, diags = cfg.BootService.bootConfig()
 		resp.Diagnostics.Append(diags...)
@@ -262,6 +262,12 @@ func (p *metalProvider) Configure(ctx context.Context, req provider.ConfigureReq
 	}
 	if cfg.BMCPassword.IsNull() {
 		defaults.password = os.Getenv(envBMCPassword)
+	}
+	if cfg.BootService != nil && cfg.BootService.remote() {
+		// The daemon runs the engine; its own configuration sets BMC
+		// concurrency and polling.
+		p.configureRemote(ctx, cfg.BootService, defaults, resp)
+		return
 	}
 
 	maxOps := int64(defaultMaxConcurrentBMCOperations)

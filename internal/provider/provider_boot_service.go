@@ -56,6 +56,11 @@ type bootServiceModel struct {
 	IPXEDir    types.String `tfsdk:"ipxe_dir"`
 	DHCP       *dhcpModel   `tfsdk:"dhcp"`
 	TFTP       *tftpModel   `tfsdk:"tftp"`
+	// Remote mode (a metal daemon); see provider_boot_service_remote.go.
+	Endpoint       types.String `tfsdk:"endpoint"`
+	Token          types.String `tfsdk:"token"`
+	CACertificate  types.String `tfsdk:"ca_certificate"`
+	TLSFingerprint types.String `tfsdk:"tls_fingerprint"`
 }
 
 type dhcpModel struct {
@@ -82,17 +87,25 @@ func bootServiceBlock() schema.SingleNestedBlock {
 	return schema.SingleNestedBlock{
 		MarkdownDescription: "The boot service (DHCP, TFTP and HTTP) that network-installs machines with a `metal_os_image`. " +
 			"Without this block provisioning is off: `metal_os_image` and a `metal_machine` with `os_image` fail " +
-			"with an error saying to add it. The service runs inside the provider, only while Terraform runs " +
+			"with an error saying to add it.\n\n" +
+			"**Embedded** (`address` and the settings below): the service runs inside the provider, only while Terraform runs " +
 			"(plan, apply, destroy), and starts the first time a resource needs it; a machine that network-boots " +
-			"at any other time gets no answer. (A `metal` daemon for an always-on boot service comes later.)\n\n" +
+			"at any other time gets no answer.\n\n" +
+			"**Remote** (`endpoint`, `token`, `ca_certificate` or `tls_fingerprint`): the provider talks to a " +
+			"`terraform-provider-metal serve` daemon on the machines' network, which answers DHCP and reaches the BMCs; " +
+			"use it from Terraform Cloud or any runner that is not on that network. The two modes exclude each other.\n\n" +
 			privilegedPortsNote,
 		Attributes: map[string]schema.Attribute{
+			"endpoint":        remoteAttributes()["endpoint"],
+			"token":           remoteAttributes()["token"],
+			"ca_certificate":  remoteAttributes()["ca_certificate"],
+			"tls_fingerprint": remoteAttributes()["tls_fingerprint"],
 			"address": schema.StringAttribute{
 				// Required whenever the block is present; the framework would
 				// also demand it with the block absent, so ValidateConfig checks.
 				Optional:   true,
 				Validators: []validator.String{ipv4Validator{}},
-				MarkdownDescription: "Required whenever `boot_service` is set. This host's IPv4 address on the provisioning network: the DHCP server " +
+				MarkdownDescription: "Required for the embedded boot service (whenever `endpoint` is not set). This host's IPv4 address on the provisioning network: the DHCP server " +
 					"identifier, the TFTP server and the host of every HTTP URL machines fetch.",
 			},
 			"interface": schema.StringAttribute{
@@ -399,6 +412,10 @@ func (m *bootServiceModel) unknownBootSettings() []path.Path {
 			out = append(out, p)
 		}
 	}
+	add(pathBootEndpoint, m.Endpoint.IsUnknown())
+	add(pathBootToken, m.Token.IsUnknown())
+	add(pathBootCACert, m.CACertificate.IsUnknown())
+	add(pathBootFingerprint, m.TLSFingerprint.IsUnknown())
 	add(pathBootAddress, m.Address.IsUnknown())
 	add(pathBootService.AtName("interface"), m.Interface.IsUnknown())
 	add(pathBootService.AtName("http_listen"), m.HTTPListen.IsUnknown())
@@ -439,6 +456,11 @@ func (p *metalProvider) ValidateConfig(ctx context.Context, req provider.Validat
 	if resp.Diagnostics.HasError() || bs == nil {
 		return
 	}
+	if bs.remote() {
+		resp.Diagnostics.Append(bs.validateRemote()...)
+		return
+	}
+	resp.Diagnostics.Append(bs.remoteSettingsWithoutEndpoint()...)
 	_, diags := bs.bootConfig()
 	resp.Diagnostics.Append(diags...)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/composable-metal/terraform-provider-metal/internal/bmcsim"
+	"github.com/composable-metal/terraform-provider-metal/internal/daemon/daemontest"
 )
 
 // The acceptance tests here set IsUnitTest so they run without TF_ACC, in
@@ -28,6 +29,7 @@ var testServer = New("test", "")
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testServer.Shutdown()
+	daemontest.Cleanup()
 	os.Exit(code)
 }
 
@@ -110,7 +112,12 @@ func machineConfig(b testBMC, extra string) string {
 
 // machineConfigBMC is machineConfig with bmcExtra added to the bmc block.
 func machineConfigBMC(b testBMC, bmcExtra, extra string) string {
-	return providerConfig("") + fmt.Sprintf(`
+	return providerConfig("") + machineBlock(b, bmcExtra, extra)
+}
+
+// machineBlock is metal_machine "test" alone (see machineConfigBMC).
+func machineBlock(b testBMC, bmcExtra, extra string) string {
+	return fmt.Sprintf(`
 resource "metal_machine" "test" {
   bmc = {
     endpoint       = %q

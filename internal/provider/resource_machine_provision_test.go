@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/composable-metal/terraform-provider-metal/internal/bmcsim"
+	"github.com/composable-metal/terraform-provider-metal/internal/daemon/daemontest"
 	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 	"github.com/composable-metal/terraform-provider-metal/internal/machinesim"
 )
@@ -87,6 +88,28 @@ resource "metal_machine" "test" {
 %s
 }
 `, r.b.url, r.b.username, r.b.password, r.b.ca, extra)
+}
+
+// forEachProvisionMode runs fn in each engine mode with a rig of its own;
+// in remote mode the daemon serves DHCP on the rig's port.
+func forEachProvisionMode(t *testing.T, fn func(t *testing.T, m *engineMode, rig provisionRig)) {
+	t.Run("embedded", func(t *testing.T) { fn(t, &engineMode{name: "embedded"}, startProvisionRig(t, nil)) })
+	t.Run("remote", func(t *testing.T) {
+		rig := startProvisionRig(t, nil)
+		d := daemontest.Start(t, daemontest.Options{DHCPPort: rig.dhcp.Port})
+		fn(t, &engineMode{name: "remote", daemon: d, token: d.Token("create", "terraform")}, rig)
+	})
+}
+
+// configFor is config in mode m: in remote mode the provider points at
+// the daemon, whose metal.yaml has the same DHCP settings.
+func (r provisionRig) configFor(m *engineMode, extra string) string {
+	cfg := r.config(extra)
+	if !m.remote() {
+		return cfg
+	}
+	i := strings.Index(cfg, "\nresource ")
+	return m.providerConfig("") + cfg[i:]
 }
 
 // installed asserts what the simulated machine's disk holds.
@@ -177,154 +200,155 @@ func inOrder(timeline []string, steps ...string) error {
 }
 
 func TestAccMachine_provision(t *testing.T) {
-	rig := startProvisionRig(t, nil)
-	config := rig.config(fmt.Sprintf(`
-  hostname            = "node1.example"
-  ssh_authorized_keys = [%q]
-  user_data           = %q
-  root_device         = "/dev/sda"
-`, testSSHKey, testUserData))
-	wantID, err := engine.MachineID(rig.b.url, "node1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resource.ParallelTest(t, resource.TestCase{
-		IsUnitTest:               true,
-		ProtoV6ProviderFactories: protoV6ProviderFactories(),
-		CheckDestroy: resource.ComposeTestCheckFunc(
-			simPower(rig.b, "node1", "Off"),
-			func(*terraform.State) error { return rig.noDHCPAnswer(t.Context()) },
-		),
-		Steps: []resource.TestStep{
-			{
-				Config: config,
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("machine_id"), knownvalue.StringExact(wantID)),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("ip_address"), knownvalue.StringExact("127.0.0.100/8")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("wait_for"), knownvalue.StringExact("provisioned")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("boot_mac"), knownvalue.StringExact(testBootMAC)),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("rendered_ipxe"),
-						knownvalue.StringRegexp(regexp.MustCompile(`/boot/`+engine.PlaceholderToken+`/kernel `))),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("rendered_user_data"),
-						knownvalue.StringRegexp(regexp.MustCompile(`(?s)hostname: "?node1.example.*`+engine.PlaceholderToken+`/provisioned`))),
-				},
-				Check: resource.ComposeTestCheckFunc(
-					simPower(rig.b, "node1", "On"),
-					func(s *terraform.State) error {
-						attrs, err := stateAttrs(s)
-						if err != nil {
-							return err
-						}
-						// Every step of the install, in order, as the boot service saw it.
-						if err := inOrder(timelineOf(attrs), " engine registered", " engine pxe_boot_requested", " dhcp ack 127.0.0.100",
-							" http script", " http kernel", " http initrd", " http config/user-data", " http provisioned"); err != nil {
-							return err
-						}
-						// The real token is never in state; the rendering has the placeholder.
-						tok := rig.token(t)
-						for k, v := range attrs {
-							if strings.Contains(v, tok) {
-								return fmt.Errorf("state attribute %s holds the provisioning token", k)
+	forEachProvisionMode(t, func(t *testing.T, m *engineMode, rig provisionRig) {
+		config := rig.configFor(m, fmt.Sprintf(`
+	  hostname            = "node1.example"
+	  ssh_authorized_keys = [%q]
+	  user_data           = %q
+	  root_device         = "/dev/sda"
+	`, testSSHKey, testUserData))
+		wantID, err := engine.MachineID(rig.b.url, "node1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resource.ParallelTest(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			CheckDestroy: resource.ComposeTestCheckFunc(
+				simPower(rig.b, "node1", "Off"),
+				func(*terraform.State) error { return rig.noDHCPAnswer(t.Context()) },
+			),
+			Steps: []resource.TestStep{
+				{
+					Config: config,
+					ConfigStateChecks: []statecheck.StateCheck{
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("machine_id"), knownvalue.StringExact(wantID)),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("ip_address"), knownvalue.StringExact("127.0.0.100/8")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("wait_for"), knownvalue.StringExact("provisioned")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("boot_mac"), knownvalue.StringExact(testBootMAC)),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("rendered_ipxe"),
+							knownvalue.StringRegexp(regexp.MustCompile(`/boot/`+engine.PlaceholderToken+`/kernel `))),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("rendered_user_data"),
+							knownvalue.StringRegexp(regexp.MustCompile(`(?s)hostname: "?node1.example.*`+engine.PlaceholderToken+`/provisioned`))),
+					},
+					Check: resource.ComposeTestCheckFunc(
+						simPower(rig.b, "node1", "On"),
+						func(s *terraform.State) error {
+							attrs, err := stateAttrs(s)
+							if err != nil {
+								return err
 							}
-						}
-						// The machine followed a one-time Pxe override, which it consumed.
-						recs := rig.fleet.Records("node1")
-						if len(recs) == 0 || recs[0].Event.Target != "Pxe" || recs[0].Err != nil || !recs[0].Result.Provisioned {
-							return fmt.Errorf("boots: %s", rig.bootSummary())
-						}
-						if st, _ := rig.b.sim.System("node1"); st.BootEnabled == "Once" {
-							return fmt.Errorf("the Pxe override was not consumed: %+v", st)
-						}
-						return nil
-					},
-					rig.installed(func(inst machinesim.Installation) error {
-						if inst.Kind != "cloud-init" || inst.Hostname != "node1.example" || inst.KernelSHA256 != rig.kernel.sha256 ||
-							inst.InitrdSHA256 != rig.initrd.sha256 {
-							return fmt.Errorf("installed %+v", inst)
-						}
-						if !slices.Contains(inst.SSHAuthorizedKeys, testSSHKey) {
-							return fmt.Errorf("installed keys %v", inst.SSHAuthorizedKeys)
-						}
-						if !slices.Contains(inst.UserDataParts, "text/x-shellscript") {
-							return fmt.Errorf("user_data did not reach the machine: parts %v", inst.UserDataParts)
-						}
-						if !slices.Contains(inst.Network.Addresses, "127.0.0.100/8") {
-							return fmt.Errorf("the leased address is not configured statically: %+v", inst.Network)
-						}
-						return nil
-					}),
-					func(*terraform.State) error {
-						// The token stopped working when the machine reported.
-						recs := rig.fleet.Records("node1")
-						if len(recs) == 0 {
-							return errors.New("the machine never booted")
-						}
-						req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, recs[0].Result.ScriptURL, nil)
-						if err != nil {
-							return err
-						}
-						resp, err := http.DefaultClient.Do(req)
-						if err != nil {
-							return err
-						}
-						_ = resp.Body.Close()
-						if resp.StatusCode == http.StatusOK {
-							return errors.New("the provisioning token still works after the machine reported provisioned")
-						}
-						return nil
-					},
-				),
+							// Every step of the install, in order, as the boot service saw it.
+							if err := inOrder(timelineOf(attrs), " engine registered", " engine pxe_boot_requested", " dhcp ack 127.0.0.100",
+								" http script", " http kernel", " http initrd", " http config/user-data", " http provisioned"); err != nil {
+								return err
+							}
+							// The real token is never in state; the rendering has the placeholder.
+							tok := rig.token(t)
+							for k, v := range attrs {
+								if strings.Contains(v, tok) {
+									return fmt.Errorf("state attribute %s holds the provisioning token", k)
+								}
+							}
+							// The machine followed a one-time Pxe override, which it consumed.
+							recs := rig.fleet.Records("node1")
+							if len(recs) == 0 || recs[0].Event.Target != "Pxe" || recs[0].Err != nil || !recs[0].Result.Provisioned {
+								return fmt.Errorf("boots: %s", rig.bootSummary())
+							}
+							if st, _ := rig.b.sim.System("node1"); st.BootEnabled == "Once" {
+								return fmt.Errorf("the Pxe override was not consumed: %+v", st)
+							}
+							return nil
+						},
+						rig.installed(func(inst machinesim.Installation) error {
+							if inst.Kind != "cloud-init" || inst.Hostname != "node1.example" || inst.KernelSHA256 != rig.kernel.sha256 ||
+								inst.InitrdSHA256 != rig.initrd.sha256 {
+								return fmt.Errorf("installed %+v", inst)
+							}
+							if !slices.Contains(inst.SSHAuthorizedKeys, testSSHKey) {
+								return fmt.Errorf("installed keys %v", inst.SSHAuthorizedKeys)
+							}
+							if !slices.Contains(inst.UserDataParts, "text/x-shellscript") {
+								return fmt.Errorf("user_data did not reach the machine: parts %v", inst.UserDataParts)
+							}
+							if !slices.Contains(inst.Network.Addresses, "127.0.0.100/8") {
+								return fmt.Errorf("the leased address is not configured statically: %+v", inst.Network)
+							}
+							return nil
+						}),
+						func(*terraform.State) error {
+							// The token stopped working when the machine reported.
+							recs := rig.fleet.Records("node1")
+							if len(recs) == 0 {
+								return errors.New("the machine never booted")
+							}
+							req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, recs[0].Result.ScriptURL, nil)
+							if err != nil {
+								return err
+							}
+							resp, err := http.DefaultClient.Do(req)
+							if err != nil {
+								return err
+							}
+							_ = resp.Body.Close()
+							if resp.StatusCode == http.StatusOK {
+								return errors.New("the provisioning token still works after the machine reported provisioned")
+							}
+							return nil
+						},
+					),
+				},
+				{
+					// Plan-time rendering equals what apply recorded: no diff.
+					Config:           config,
+					ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				},
+				{
+					// Power drift is an in-place update: the machine boots its disk,
+					// nothing is installed again, and the provisioning record stays.
+					PreConfig: func() { rig.b.sim.SetPowerState("node1", false) },
+					Config:    config,
+					ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate),
+						plancheck.ExpectKnownValue(machineAddr, tfjsonpath.New("rendered_ipxe"), knownvalue.NotNull()),
+						plancheck.ExpectKnownValue(machineAddr, tfjsonpath.New("machine_id"), knownvalue.StringExact(wantID)),
+					}},
+					Check: resource.ComposeTestCheckFunc(
+						simPower(rig.b, "node1", "On"),
+						func(*terraform.State) error {
+							ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+							defer cancel()
+							recs, err := rig.fleet.WaitBoots(ctx, "node1", 2)
+							if err != nil {
+								return err
+							}
+							if last := recs[len(recs)-1]; last.Event.Target != "" || last.Result.BootedFrom != machinesim.BootedFromDisk || last.Err != nil {
+								return fmt.Errorf("power-on after drift did not boot the disk: %s", rig.bootSummary())
+							}
+							if installs, _, _ := rig.machine.Disk.Stats(); installs != 1 {
+								return fmt.Errorf("the machine was installed %d times", installs)
+							}
+							return nil
+						},
+					),
+				},
+				{
+					Config:           config,
+					ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+				},
+				{
+					// An install input replaces the machine.
+					Config:             strings.Replace(config, `"node1.example"`, `"node1b.example"`, 1),
+					PlanOnly:           true,
+					ExpectNonEmptyPlan: true,
+					ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionDestroyBeforeCreate),
+						plancheck.ExpectUnknownValue(machineAddr, tfjsonpath.New("rendered_ipxe")),
+					}},
+				},
 			},
-			{
-				// Plan-time rendering equals what apply recorded: no diff.
-				Config:           config,
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
-			},
-			{
-				// Power drift is an in-place update: the machine boots its disk,
-				// nothing is installed again, and the provisioning record stays.
-				PreConfig: func() { rig.b.sim.SetPowerState("node1", false) },
-				Config:    config,
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
-					plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate),
-					plancheck.ExpectKnownValue(machineAddr, tfjsonpath.New("rendered_ipxe"), knownvalue.NotNull()),
-					plancheck.ExpectKnownValue(machineAddr, tfjsonpath.New("machine_id"), knownvalue.StringExact(wantID)),
-				}},
-				Check: resource.ComposeTestCheckFunc(
-					simPower(rig.b, "node1", "On"),
-					func(*terraform.State) error {
-						ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-						defer cancel()
-						recs, err := rig.fleet.WaitBoots(ctx, "node1", 2)
-						if err != nil {
-							return err
-						}
-						if last := recs[len(recs)-1]; last.Event.Target != "" || last.Result.BootedFrom != machinesim.BootedFromDisk || last.Err != nil {
-							return fmt.Errorf("power-on after drift did not boot the disk: %s", rig.bootSummary())
-						}
-						if installs, _, _ := rig.machine.Disk.Stats(); installs != 1 {
-							return fmt.Errorf("the machine was installed %d times", installs)
-						}
-						return nil
-					},
-				),
-			},
-			{
-				Config:           config,
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
-			},
-			{
-				// An install input replaces the machine.
-				Config:             strings.Replace(config, `"node1.example"`, `"node1b.example"`, 1),
-				PlanOnly:           true,
-				ExpectNonEmptyPlan: true,
-				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
-					plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionDestroyBeforeCreate),
-					plancheck.ExpectUnknownValue(machineAddr, tfjsonpath.New("rendered_ipxe")),
-				}},
-			},
-		},
+		})
 	})
 }
 

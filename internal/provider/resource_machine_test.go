@@ -42,176 +42,186 @@ func testSystem(id string, poweredOn bool) bmcsim.SystemSpec {
 }
 
 func TestAccMachine_create(t *testing.T) {
-	b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", false)}})
-	resource.ParallelTest(t, resource.TestCase{
-		IsUnitTest:               true,
-		ProtoV6ProviderFactories: protoV6ProviderFactories(),
-		CheckDestroy:             simPower(b, "node1", "Off"),
-		Steps: []resource.TestStep{
-			{
-				Config: machineConfig(b, ""),
-				Check:  resource.ComposeTestCheckFunc(simPower(b, "node1", "On"), simLastReset(b, "node1", "On")),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("id"), knownvalue.StringExact(b.url+"#node1")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("bmc").AtMapKey("system_id"), knownvalue.StringExact("node1")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("bmc").AtMapKey("insecure"), knownvalue.Bool(false)),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("on_destroy"), knownvalue.StringExact("power_off")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("uuid"), knownvalue.StringExact("8a3c1f2e-1111-4c2b-9d3e-0123456789ab")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("manufacturer"), knownvalue.StringExact("Contoso")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("model"), knownvalue.StringExact("3500RX")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("serial_number"), knownvalue.StringExact("SN-node1")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("bios_version"), knownvalue.StringExact("P79 v1.45")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("cpu_count"), knownvalue.Int64Exact(2)),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("cpu_model"), knownvalue.StringExact("Multi-Core Intel(R) Xeon(R) processor 7xxx Series")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("memory_gib"), knownvalue.Float64Exact(96)),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("boot_mode"), knownvalue.StringExact("UEFI")),
-					// The first NIC has no link, so the default is the second.
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("boot_mac"), knownvalue.StringExact("52:54:00:aa:00:02")),
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("nics"), knownvalue.ListExact([]knownvalue.Check{
-						knownvalue.ObjectExact(map[string]knownvalue.Check{
-							"id": knownvalue.StringExact("nic1"), "mac": knownvalue.StringExact("52:54:00:aa:00:01"),
-							"link_status": knownvalue.NotNull(), "link_up": knownvalue.Bool(false),
-						}),
-						knownvalue.ObjectExact(map[string]knownvalue.Check{
-							"id": knownvalue.StringExact("nic2"), "mac": knownvalue.StringExact("52:54:00:aa:00:02"),
-							"link_status": knownvalue.StringExact("LinkUp"), "link_up": knownvalue.Bool(true),
-						}),
-					})),
+	forEachMode(t, func(t *testing.T, m *engineMode) {
+		b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", false)}})
+		resource.ParallelTest(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			CheckDestroy:             simPower(b, "node1", "Off"),
+			Steps: []resource.TestStep{
+				{
+					Config: m.machineConfig(b, ""),
+					Check:  resource.ComposeTestCheckFunc(simPower(b, "node1", "On"), simLastReset(b, "node1", "On")),
+					ConfigStateChecks: []statecheck.StateCheck{
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("id"), knownvalue.StringExact(b.url+"#node1")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("bmc").AtMapKey("system_id"), knownvalue.StringExact("node1")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("bmc").AtMapKey("insecure"), knownvalue.Bool(false)),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("on_destroy"), knownvalue.StringExact("power_off")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("uuid"), knownvalue.StringExact("8a3c1f2e-1111-4c2b-9d3e-0123456789ab")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("manufacturer"), knownvalue.StringExact("Contoso")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("model"), knownvalue.StringExact("3500RX")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("serial_number"), knownvalue.StringExact("SN-node1")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("bios_version"), knownvalue.StringExact("P79 v1.45")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("cpu_count"), knownvalue.Int64Exact(2)),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("cpu_model"), knownvalue.StringExact("Multi-Core Intel(R) Xeon(R) processor 7xxx Series")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("memory_gib"), knownvalue.Float64Exact(96)),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("boot_mode"), knownvalue.StringExact("UEFI")),
+						// The first NIC has no link, so the default is the second.
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("boot_mac"), knownvalue.StringExact("52:54:00:aa:00:02")),
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("nics"), knownvalue.ListExact([]knownvalue.Check{
+							knownvalue.ObjectExact(map[string]knownvalue.Check{
+								"id": knownvalue.StringExact("nic1"), "mac": knownvalue.StringExact("52:54:00:aa:00:01"),
+								"link_status": knownvalue.NotNull(), "link_up": knownvalue.Bool(false),
+							}),
+							knownvalue.ObjectExact(map[string]knownvalue.Check{
+								"id": knownvalue.StringExact("nic2"), "mac": knownvalue.StringExact("52:54:00:aa:00:02"),
+								"link_status": knownvalue.StringExact("LinkUp"), "link_up": knownvalue.Bool(true),
+							}),
+						})),
+					},
+				},
+				{
+					// Re-applying the same configuration changes nothing.
+					Config: m.machineConfig(b, ""),
+					ConfigPlanChecks: resource.ConfigPlanChecks{
+						PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+					},
 				},
 			},
-			{
-				// Re-applying the same configuration changes nothing.
-				Config: machineConfig(b, ""),
-				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
-				},
-			},
-		},
+		})
 	})
 }
 
 func TestAccMachine_import(t *testing.T) {
-	b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", true)}})
-	// Import takes credentials and trust from the provider only, so this
-	// configuration keeps them there.
-	config := providerConfig(fmt.Sprintf("  bmc_username = %q\n  bmc_password = %q\n  bmc_ca_certificate = %q\n", b.username, b.password, b.ca)) +
-		fmt.Sprintf(`
-resource "metal_machine" "test" {
-  bmc = {
-    endpoint = %q
-  }
-}
-`, b.url)
-	resource.ParallelTest(t, resource.TestCase{
-		IsUnitTest:               true,
-		ProtoV6ProviderFactories: protoV6ProviderFactories(),
-		Steps: []resource.TestStep{
-			{Config: config},
-			{
-				ResourceName:      machineAddr,
-				ImportState:       true,
-				ImportStateVerify: true,
-				ImportStateIdFunc: func(*terraform.State) (string, error) { return b.url, nil },
+	forEachMode(t, func(t *testing.T, m *engineMode) {
+		b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", true)}})
+		// Import takes credentials and trust from the provider only, so this
+		// configuration keeps them there.
+		config := m.providerConfig(fmt.Sprintf("  bmc_username = %q\n  bmc_password = %q\n  bmc_ca_certificate = %q\n", b.username, b.password, b.ca)) +
+			fmt.Sprintf(`
+	resource "metal_machine" "test" {
+	  bmc = {
+	    endpoint = %q
+	  }
+	}
+	`, b.url)
+		resource.ParallelTest(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			Steps: []resource.TestStep{
+				{Config: config},
+				{
+					ResourceName:      machineAddr,
+					ImportState:       true,
+					ImportStateVerify: true,
+					ImportStateIdFunc: func(*terraform.State) (string, error) { return b.url, nil },
+				},
+				{
+					ResourceName:      machineAddr,
+					ImportState:       true,
+					ImportStateVerify: true,
+					ImportStateIdFunc: func(*terraform.State) (string, error) { return b.url + "#node1", nil },
+				},
+				{
+					ResourceName:  machineAddr,
+					ImportState:   true,
+					ImportStateId: b.url + "#",
+					ExpectError:   errorMatching("Invalid Import ID", "nothing follows", `"<endpoint>#<system_id>"`),
+				},
+				{
+					ResourceName:  machineAddr,
+					ImportState:   true,
+					ImportStateId: "bmc.example:443",
+					ExpectError:   errorMatching("Invalid Import ID", "it has no scheme"),
+				},
 			},
-			{
-				ResourceName:      machineAddr,
-				ImportState:       true,
-				ImportStateVerify: true,
-				ImportStateIdFunc: func(*terraform.State) (string, error) { return b.url + "#node1", nil },
-			},
-			{
-				ResourceName:  machineAddr,
-				ImportState:   true,
-				ImportStateId: b.url + "#",
-				ExpectError:   errorMatching("Invalid Import ID", "nothing follows", `"<endpoint>#<system_id>"`),
-			},
-			{
-				ResourceName:  machineAddr,
-				ImportState:   true,
-				ImportStateId: "bmc.example:443",
-				ExpectError:   errorMatching("Invalid Import ID", "it has no scheme"),
-			},
-		},
+		})
 	})
 }
 
 func TestAccMachine_powerUpdate(t *testing.T) {
-	b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", true)}})
-	resource.ParallelTest(t, resource.TestCase{
-		IsUnitTest:               true,
-		ProtoV6ProviderFactories: protoV6ProviderFactories(),
-		Steps: []resource.TestStep{
-			{
-				// Creating a machine that should be off shuts it down gracefully.
-				Config: machineConfig(b, `  power_state = "off"`),
-				Check:  resource.ComposeTestCheckFunc(simPower(b, "node1", "Off"), simLastReset(b, "node1", "GracefulShutdown")),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("off")),
+	forEachMode(t, func(t *testing.T, m *engineMode) {
+		b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", true)}})
+		resource.ParallelTest(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			Steps: []resource.TestStep{
+				{
+					// Creating a machine that should be off shuts it down gracefully.
+					Config: m.machineConfig(b, `  power_state = "off"`),
+					Check:  resource.ComposeTestCheckFunc(simPower(b, "node1", "Off"), simLastReset(b, "node1", "GracefulShutdown")),
+					ConfigStateChecks: []statecheck.StateCheck{
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("off")),
+					},
+				},
+				{
+					Config: m.machineConfig(b, `  power_state = "on"`),
+					ConfigPlanChecks: resource.ConfigPlanChecks{
+						PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate)},
+					},
+					Check: resource.ComposeTestCheckFunc(simPower(b, "node1", "On"), simLastReset(b, "node1", "On")),
+					ConfigStateChecks: []statecheck.StateCheck{
+						statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
+					},
+				},
+				{
+					Config: m.machineConfig(b, `  power_state = "off"`),
+					ConfigPlanChecks: resource.ConfigPlanChecks{
+						PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate)},
+					},
+					Check: resource.ComposeTestCheckFunc(simPower(b, "node1", "Off"), simLastReset(b, "node1", "GracefulShutdown")),
 				},
 			},
-			{
-				Config: machineConfig(b, `  power_state = "on"`),
-				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate)},
-				},
-				Check: resource.ComposeTestCheckFunc(simPower(b, "node1", "On"), simLastReset(b, "node1", "On")),
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
-				},
-			},
-			{
-				Config: machineConfig(b, `  power_state = "off"`),
-				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate)},
-				},
-				Check: resource.ComposeTestCheckFunc(simPower(b, "node1", "Off"), simLastReset(b, "node1", "GracefulShutdown")),
-			},
-		},
+		})
 	})
 }
 
 func TestAccMachine_drift(t *testing.T) {
-	b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", false)}})
-	config := machineConfig(b, "")
-	resource.ParallelTest(t, resource.TestCase{
-		IsUnitTest:               true,
-		ProtoV6ProviderFactories: protoV6ProviderFactories(),
-		Steps: []resource.TestStep{
-			{Config: config, Check: simPower(b, "node1", "On")},
-			{
-				// Someone pulls the plug: refresh sees it and plans to power on.
-				PreConfig:          func() { b.sim.SetPowerState("node1", false) },
-				Config:             config,
-				PlanOnly:           true,
-				ExpectNonEmptyPlan: true,
-				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PostApplyPostRefresh: []plancheck.PlanCheck{
-						plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate),
-						plancheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
+	forEachMode(t, func(t *testing.T, m *engineMode) {
+		b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", false)}})
+		config := m.machineConfig(b, "")
+		resource.ParallelTest(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			Steps: []resource.TestStep{
+				{Config: config, Check: simPower(b, "node1", "On")},
+				{
+					// Someone pulls the plug: refresh sees it and plans to power on.
+					PreConfig:          func() { b.sim.SetPowerState("node1", false) },
+					Config:             config,
+					PlanOnly:           true,
+					ExpectNonEmptyPlan: true,
+					ConfigPlanChecks: resource.ConfigPlanChecks{
+						PostApplyPostRefresh: []plancheck.PlanCheck{
+							plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate),
+							plancheck.ExpectKnownValue(machineAddr, tfjsonpath.New("power_state"), knownvalue.StringExact("on")),
+						},
 					},
 				},
-			},
-			{
-				Config: config,
-				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate)},
+				{
+					Config: config,
+					ConfigPlanChecks: resource.ConfigPlanChecks{
+						PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(machineAddr, plancheck.ResourceActionUpdate)},
+					},
+					Check: resource.ComposeTestCheckFunc(simPower(b, "node1", "On"), simLastReset(b, "node1", "On")),
 				},
-				Check: resource.ComposeTestCheckFunc(simPower(b, "node1", "On"), simLastReset(b, "node1", "On")),
 			},
-		},
+		})
 	})
 }
 
 func TestAccMachine_destroyPowersOff(t *testing.T) {
-	b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", true)}})
-	resource.ParallelTest(t, resource.TestCase{
-		IsUnitTest:               true,
-		ProtoV6ProviderFactories: protoV6ProviderFactories(),
-		CheckDestroy:             resource.ComposeTestCheckFunc(simPower(b, "node1", "Off"), simLastReset(b, "node1", "GracefulShutdown")),
-		Steps: []resource.TestStep{
-			{Config: machineConfig(b, ""), Check: simPower(b, "node1", "On")},
-		},
+	forEachMode(t, func(t *testing.T, m *engineMode) {
+		b := startBMC(t, bmcsim.Options{Systems: []bmcsim.SystemSpec{testSystem("node1", true)}})
+		resource.ParallelTest(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			CheckDestroy:             resource.ComposeTestCheckFunc(simPower(b, "node1", "Off"), simLastReset(b, "node1", "GracefulShutdown")),
+			Steps: []resource.TestStep{
+				{Config: m.machineConfig(b, ""), Check: simPower(b, "node1", "On")},
+			},
+		})
 	})
 }
 

@@ -1,0 +1,420 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/composable-metal/terraform-provider-metal/internal/engine"
+)
+
+// fakeEngine answers every method with the configured error, and
+// Provision blocks until release is closed.
+type fakeEngine struct {
+	err       error
+	release   chan struct{}
+	canceled  atomic.Bool
+	provision atomic.Int32
+}
+
+func (f *fakeEngine) Systems(context.Context, engine.BMC) ([]engine.SystemSummary, error) {
+	return []engine.SystemSummary{{ID: "node-1"}}, f.err
+}
+func (f *fakeEngine) Machine(_ context.Context, bmc engine.BMC) (*engine.Inventory, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.Inventory{SystemID: "node-1", PowerState: engine.PowerOn, NICs: []engine.NIC{{MAC: "52:54:00:00:00:01"}}}, nil
+}
+func (f *fakeEngine) SetPower(_ context.Context, _ engine.BMC, want engine.PowerState, _ engine.PowerOptions) (*engine.Inventory, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.Inventory{SystemID: "node-1", PowerState: want}, nil
+}
+func (f *fakeEngine) BootOnce(context.Context, engine.BMC, engine.BootOverride) error { return f.err }
+func (f *fakeEngine) EnsureImage(_ context.Context, s engine.ImageSpec) (*engine.ImageInfo, error) {
+	return &engine.ImageInfo{Name: s.Name, Kind: s.Kind}, f.err
+}
+func (f *fakeEngine) Image(_ context.Context, n string) (*engine.ImageInfo, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.ImageInfo{Name: n}, nil
+}
+func (f *fakeEngine) DeleteImage(context.Context, string) error { return f.err }
+func (f *fakeEngine) Render(context.Context, engine.BMC, []string, engine.ProvisionSpec) (*engine.Rendered, error) {
+	return &engine.Rendered{IPXE: "#!ipxe"}, f.err
+}
+func (f *fakeEngine) Provision(ctx context.Context, _ engine.BMC, spec engine.ProvisionSpec) (*engine.ProvisionResult, error) {
+	f.provision.Add(1)
+	if f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			f.canceled.Store(true)
+			return nil, ctx.Err()
+		}
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.ProvisionResult{MachineID: "m-1", IPAddress: "192.0.2.10", Timeline: []engine.TimelineEvent{{Source: "http", Stage: "provisioned"}}}, nil
+}
+func (f *fakeEngine) Deprovision(context.Context, engine.BMC, string, bool) error { return f.err }
+func (f *fakeEngine) Timeline(context.Context, engine.BMC) ([]engine.TimelineEvent, error) {
+	return nil, f.err
+}
+func (f *fakeEngine) Discovered(context.Context) ([]engine.DiscoveredMachine, error) {
+	return nil, f.err
+}
+func (f *fakeEngine) Close() error { return nil }
+
+type fixture struct {
+	eng    *fakeEngine
+	srv    *Server
+	ts     *httptest.Server
+	tokens *FileTokens
+	token  string
+	pin    string
+}
+
+func newFixture(t *testing.T, eng *fakeEngine) *fixture {
+	t.Helper()
+	tokens := OpenTokens(filepath.Join(t.TempDir(), TokensFile))
+	tok, err := tokens.Create("ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(eng, Config{Tokens: tokens, ServerVersion: "v9.9.9-test"})
+	ts := httptest.NewTLSServer(srv)
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	return &fixture{eng: eng, srv: srv, ts: ts, tokens: tokens, token: tok, pin: Fingerprint(ts.Certificate().Raw)}
+}
+
+func (fx *fixture) client(t *testing.T, token string) *Client {
+	t.Helper()
+	c, err := NewClient(Config{Endpoint: fx.ts.URL, Token: token, TLSFingerprint: fx.pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.pollWait = 200 * time.Millisecond
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+var bmc = engine.BMC{Endpoint: "https://bmc.example:443", Username: "root", Password: "secret", SystemID: "node-1"}
+
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, &fakeEngine{})
+	ctx := context.Background()
+	hc := fx.ts.Client()
+
+	// No token, and a bearer that is not a token: a 401 that reveals nothing.
+	for _, hdr := range []string{"", "Bearer ", "Bearer metal_wrong", "Basic Zm9vOmJhcg=="} {
+		req, _ := http.NewRequest(http.MethodGet, fx.ts.URL+"/v1/discovered", nil)
+		if hdr != "" {
+			req.Header.Set("Authorization", hdr)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%q: status %d", hdr, resp.StatusCode)
+		}
+		if got := strings.TrimSpace(string(body)); got != `{"error":{"code":"invalid_token","message":"authentication required"}}` {
+			t.Fatalf("%q: 401 body %s says more than it should", hdr, got)
+		}
+	}
+	// The version is public.
+	resp, err := hc.Get(fx.ts.URL + "/v1/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if v["api_version"] != float64(1) || v["server"] != "v9.9.9-test" {
+		t.Fatalf("/v1/version = %v", v)
+	}
+
+	if _, err := fx.client(t, fx.token).Discovered(ctx); err != nil {
+		t.Fatalf("valid token: %v", err)
+	}
+	_, err = fx.client(t, "metal_wrong").Discovered(ctx)
+	if !errors.Is(err, ErrInvalidToken) || errors.Is(err, engine.ErrUnauthorized) || !strings.Contains(err.Error(), "token create") {
+		t.Fatalf("wrong token: %v", err)
+	}
+	// Revoked: refused at once, without a restart.
+	if err := fx.tokens.Revoke("ci"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.client(t, fx.token).Discovered(ctx); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	// The file holds hashes only.
+	infos, _ := fx.tokens.List()
+	if len(infos) != 0 {
+		t.Fatalf("revoked token still listed: %+v", infos)
+	}
+}
+
+func TestTokenRotation(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, &fakeEngine{})
+	ctx := context.Background()
+	old := fx.client(t, fx.token)
+	if _, err := old.Discovered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := fx.tokens.Rotate("ci")
+	if err != nil || fresh == fx.token {
+		t.Fatalf("rotate: %q %v", fresh, err)
+	}
+	if _, err := old.Discovered(ctx); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("the rotated-out token still works: %v", err)
+	}
+	if _, err := fx.client(t, fresh).Discovered(ctx); err != nil {
+		t.Fatalf("the new token: %v", err)
+	}
+	infos, _ := fx.tokens.List()
+	b, _ := json.Marshal(infos)
+	if strings.Contains(string(b), fresh) || strings.Contains(string(b), fx.token) || len(infos) != 1 {
+		t.Fatalf("token file: %s", b)
+	}
+	if _, err := fx.tokens.Create("ci"); err == nil {
+		t.Fatal("a second token of the same name was created")
+	}
+}
+
+func TestErrorsRoundTrip(t *testing.T) {
+	t.Parallel()
+	timeline := []engine.TimelineEvent{{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Source: "dhcp", Stage: "offer", Message: "192.0.2.9"}}
+	cases := []struct {
+		name  string
+		err   error
+		check func(t *testing.T, got error)
+	}{
+		{"not_found", fmt.Errorf("system gone: %w", engine.ErrNotFound), is(engine.ErrNotFound)},
+		{"unauthorized", engine.ErrUnauthorized, is(engine.ErrUnauthorized)},
+		{"unreachable", engine.ErrUnreachable, is(engine.ErrUnreachable)},
+		{"tls", engine.ErrTLS, is(engine.ErrTLS)},
+		{"invalid_endpoint", engine.ErrInvalidEndpoint, is(engine.ErrInvalidEndpoint)},
+		{"image_not_found", fmt.Errorf("%w: debian", engine.ErrImageNotFound), is(engine.ErrImageNotFound)},
+		{"not_configured", engine.ErrBootServiceNotConfigured, is(engine.ErrBootServiceNotConfigured)},
+		{"bind", engine.ErrBind, is(engine.ErrBind)},
+		{"ambiguous", &engine.AmbiguousSystemError{IDs: []string{"a", "b"}}, func(t *testing.T, got error) {
+			var a *engine.AmbiguousSystemError
+			if !errors.As(got, &a) || !errors.Is(got, engine.ErrAmbiguousSystem) || strings.Join(a.IDs, ",") != "a,b" {
+				t.Fatalf("got %#v", got)
+			}
+		}},
+		{"provision_timeout", &engine.ProvisionError{MachineID: "m-1", Want: "provisioned", Timeline: timeline, Err: fmt.Errorf("%w: %w", engine.ErrProvisionTimeout, context.DeadlineExceeded)}, func(t *testing.T, got error) {
+			var p *engine.ProvisionError
+			if !errors.As(got, &p) || !errors.Is(got, engine.ErrProvisionTimeout) || p.MachineID != "m-1" || p.Want != "provisioned" ||
+				len(p.Timeline) != 1 || !p.Timeline[0].Time.Equal(timeline[0].Time) || p.Timeline[0].Message != "192.0.2.9" {
+				t.Fatalf("got %#v", got)
+			}
+			if !strings.Contains(got.Error(), "dhcp/offer") {
+				t.Fatalf("message lost the last step: %v", got)
+			}
+		}},
+		{"image_file_checksum", &engine.ImageFileError{Role: "kernel", Err: &engine.ChecksumMismatchError{URL: "https://x/vmlinuz", Want: "aa", Got: "bb"}}, func(t *testing.T, got error) {
+			var f *engine.ImageFileError
+			var c *engine.ChecksumMismatchError
+			if !errors.As(got, &f) || f.Role != "kernel" || !errors.As(got, &c) || c.Want != "aa" || c.Got != "bb" || c.URL != "https://x/vmlinuz" {
+				t.Fatalf("got %#v", got)
+			}
+		}},
+		{"internal", errors.New("disk on fire"), func(t *testing.T, got error) {
+			var r *RemoteError
+			if !errors.As(got, &r) || r.Code != "internal" || got.Error() != "disk on fire" {
+				t.Fatalf("got %#v", got)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fx := newFixture(t, &fakeEngine{err: tc.err})
+			c := fx.client(t, fx.token)
+			ctx := context.Background()
+			// A synchronous call and a long-running operation.
+			_, err := c.Machine(ctx, bmc)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if err.Error() != tc.err.Error() {
+				t.Fatalf("message changed crossing the wire: %q -> %q", tc.err, err)
+			}
+			tc.check(t, err)
+			_, err = c.Provision(ctx, bmc, engine.ProvisionSpec{Image: "debian"})
+			tc.check(t, err)
+		})
+	}
+}
+
+func is(want error) func(*testing.T, error) {
+	return func(t *testing.T, got error) {
+		t.Helper()
+		if !errors.Is(got, want) {
+			t.Fatalf("got %v (%T), want errors.Is %v", got, got, want)
+		}
+	}
+}
+
+func TestVersionSkew(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, &fakeEngine{})
+	c := fx.client(t, fx.token)
+	c.cfg.apiVersion = 2
+	_, err := c.Discovered(context.Background())
+	var v *VersionError
+	if !errors.As(err, &v) || !strings.Contains(err.Error(), "v9.9.9-test") || !strings.Contains(err.Error(), "API v1") ||
+		!strings.Contains(err.Error(), "API v2") || !strings.Contains(err.Error(), "upgrade the daemon") {
+		t.Fatalf("older daemon: %v", err)
+	}
+	c.cfg.apiVersion = 0
+	if _, err := c.Discovered(context.Background()); err != nil {
+		t.Fatalf("a failed negotiation must not stick: %v", err)
+	}
+
+	// A newer daemon.
+	newer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, versionInfo{APIVersion: 2, Server: "v3.0.0"})
+	}))
+	defer newer.Close()
+	c2, _ := NewClient(Config{Endpoint: newer.URL, Token: "x", TLSFingerprint: Fingerprint(newer.Certificate().Raw)})
+	_, err = c2.Discovered(context.Background())
+	if !errors.Is(err, ErrVersionSkew) || !strings.Contains(err.Error(), "v3.0.0") || !strings.Contains(err.Error(), "upgrade the provider") {
+		t.Fatalf("newer daemon: %v", err)
+	}
+}
+
+func TestFingerprintPinning(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, &fakeEngine{})
+	ctx := context.Background()
+	upper := strings.ToUpper(fx.pin[:2]) + ":" + fx.pin[2:]
+	c, err := NewClient(Config{Endpoint: fx.ts.URL, Token: fx.token, TLSFingerprint: upper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Discovered(ctx); err != nil {
+		t.Fatalf("pinned: %v", err)
+	}
+	wrong := strings.Repeat("ab", 32)
+	c, _ = NewClient(Config{Endpoint: fx.ts.URL, Token: fx.token, TLSFingerprint: wrong})
+	_, err = c.Discovered(ctx)
+	var ferr *FingerprintError
+	if !errors.As(err, &ferr) || !errors.Is(err, ErrFingerprintMismatch) || ferr.Expected != wrong || ferr.Got != fx.pin ||
+		!strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), fx.pin) {
+		t.Fatalf("mismatch: %v", err)
+	}
+	// Neither pin nor CA: the self-signed certificate is not trusted.
+	c, _ = NewClient(Config{Endpoint: fx.ts.URL, Token: fx.token})
+	if _, err := c.Discovered(ctx); !errors.Is(err, ErrDaemonTLS) {
+		t.Fatalf("untrusted: %v", err)
+	}
+	if _, err := NewClient(Config{Endpoint: fx.ts.URL, Token: "x", TLSFingerprint: "abc"}); err == nil {
+		t.Fatal("a malformed fingerprint was accepted")
+	}
+	// Unreachable.
+	c, _ = NewClient(Config{Endpoint: "https://127.0.0.1:1", Token: "x", TLSFingerprint: wrong})
+	if _, err := c.Discovered(ctx); !errors.Is(err, ErrDaemonUnreachable) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("unreachable: %v", err)
+	}
+}
+
+// A client that goes away mid-provision does not cancel the operation;
+// a client that reconnects (or one whose connection drops while polling)
+// gets the result.
+func TestDisconnectMidProvision(t *testing.T) {
+	t.Parallel()
+	eng := &fakeEngine{release: make(chan struct{})}
+	fx := newFixture(t, eng)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := fx.client(t, fx.token).Provision(ctx, bmc, engine.ProvisionSpec{Image: "debian"})
+		errc <- err
+	}()
+	opID := waitOperation(t, fx.srv)
+	cancel() // the first client goes away
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled client: %v", err)
+	}
+	fx.ts.CloseClientConnections()
+
+	// A second client reconnects and waits for the same operation; its
+	// connection is dropped while it polls, and it carries on.
+	c := fx.client(t, fx.token)
+	done := make(chan error, 1)
+	var res engine.ProvisionResult
+	go func() { done <- c.Wait(context.Background(), opID, &res) }()
+	time.Sleep(300 * time.Millisecond)
+	fx.ts.CloseClientConnections()
+	close(eng.release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reconnected client never got the result")
+	}
+	if res.MachineID != "m-1" || res.IPAddress != "192.0.2.10" || eng.canceled.Load() || eng.provision.Load() != 1 {
+		t.Fatalf("result %+v, canceled %v, provisions %d", res, eng.canceled.Load(), eng.provision.Load())
+	}
+}
+
+func waitOperation(t *testing.T, s *Server) string {
+	t.Helper()
+	for range 200 {
+		ops, _ := s.ops.ListOperations("")
+		if len(ops) == 1 {
+			return ops[0].ID
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no operation started")
+	return ""
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, &fakeEngine{})
+	if _, err := fx.client(t, fx.token).Provision(context.Background(), bmc, engine.ProvisionSpec{Image: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for path, want := range map[string]string{
+		"/healthz": `"ok"`, "/readyz": `"ready"`,
+		"/metrics": `metal_operation_duration_seconds_count{kind="provision",state="succeeded"} 1`,
+	} {
+		resp, err := hc.Get(fx.ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+}
