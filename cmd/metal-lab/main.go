@@ -276,7 +276,7 @@ func down(cfg lab.Config, purge bool, stdout io.Writer) error {
 		}
 		_, _ = fmt.Fprintf(stdout, "deleted network namespace %s\n", cfg.Namespace)
 	}
-	for _, p := range []string{"lab.json", "serve.pid", "bmc-ca.pem", "vms", "state", "bin"} {
+	for _, p := range []string{"lab.json", lab.TFVarsFile, "serve.pid", "bmc-ca.pem", "vms", "state", "bin"} {
 		_ = os.RemoveAll(filepath.Join(cfg.Dir, p))
 	}
 	if purge {
@@ -328,6 +328,7 @@ func printManifest(w io.Writer, m lab.Manifest) {
 	for _, x := range m.Machines {
 		_, _ = fmt.Fprintf(w, "  %-8s %-4s %s  system %s  mac %s  uuid %s\n           serial console: %s\n", x.Name, x.Firmware, x.Endpoint, x.SystemID, x.MAC, x.UUID, x.SerialLog)
 	}
+	_, _ = fmt.Fprintf(w, "\nTerraform settings (read by examples/quickstart): %s\n", filepath.Join(filepath.Dir(m.CAFile), lab.TFVarsFile))
 	_, _ = fmt.Fprintf(w, `
 OS image (kind image): kernel %s
                        initrd %s

@@ -304,10 +304,14 @@ func (r *Running) Manifest(inst *Installer) Manifest {
 	return m
 }
 
-// WriteManifest writes the CA file and lab.json into Dir.
+// WriteManifest writes the CA file, TFVarsFile and lab.json (last: its
+// presence means the lab is up) into Dir.
 func (r *Running) WriteManifest(inst *Installer) (Manifest, error) {
 	m := r.Manifest(inst)
 	if err := os.WriteFile(m.CAFile, r.CA, 0o644); err != nil {
+		return m, err
+	}
+	if err := m.WriteTFVars(r.Config.Dir); err != nil {
 		return m, err
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
