@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -78,7 +79,53 @@ func (f *fakeEngine) Timeline(context.Context, engine.BMC) ([]engine.TimelineEve
 func (f *fakeEngine) Discovered(context.Context) ([]engine.DiscoveredMachine, error) {
 	return nil, f.err
 }
+func (f *fakeEngine) BIOS(context.Context, engine.BMC) (*engine.BIOS, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.BIOS{Attributes: map[string]string{"LogicalProc": "Enabled"}, Pending: map[string]string{"LogicalProc": "Disabled"},
+		Registry: map[string]engine.BIOSAttribute{"LogicalProc": {Name: "LogicalProc", Type: "Enumeration", Values: []string{"Enabled", "Disabled"}}}}, nil
+}
+func (f *fakeEngine) ApplyBIOS(_ context.Context, _ engine.BMC, p engine.BIOSProfile) (*engine.BIOSResult, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.BIOSResult{Changed: sortedNames(p.Attributes), Rebooted: p.ApplyTime != engine.ApplyAtMaintenanceWindowStart,
+		Pending: p.ApplyTime == engine.ApplyAtMaintenanceWindowStart}, nil
+}
+func (f *fakeEngine) Storage(context.Context, engine.BMC) ([]engine.StorageController, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return []engine.StorageController{{ID: "RAID.Integrated.1-1", SupportedRAIDTypes: []string{"RAID1"},
+		Drives: []engine.Drive{{ID: "d0", MediaType: "SSD", CapacityBytes: 1 << 40, VolumeIDs: []string{"v0"}}}}}, nil
+}
+func (f *fakeEngine) CreateVolume(_ context.Context, _ engine.BMC, spec engine.VolumeSpec) (*engine.Volume, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	ids := spec.DriveIDs
+	if spec.Selector != nil {
+		ids = []string{spec.Selector.MediaType}
+	}
+	return &engine.Volume{ID: "v1", Name: spec.Name, RAIDType: spec.RAIDType, DriveIDs: ids, DeviceHint: "/dev/disk/by-id/wwn-0x6abc"}, nil
+}
+func (f *fakeEngine) DeleteVolume(_ context.Context, _ engine.BMC, storageID, volumeID string) error {
+	if f.err == nil && (storageID == "" || volumeID == "") {
+		return errors.New("ids lost on the wire")
+	}
+	return f.err
+}
 func (f *fakeEngine) Close() error { return nil }
+
+func sortedNames(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
 
 type fixture struct {
 	eng    *fakeEngine
@@ -240,6 +287,20 @@ func TestErrorsRoundTrip(t *testing.T) {
 				t.Fatalf("got %#v", got)
 			}
 		}},
+		{"bios_not_applied", &engine.BIOSMismatchError{Mismatches: []engine.BIOSMismatch{{Attribute: "ProcCStates", Wanted: "Disabled", Actual: "Enabled"}}, Detail: "job said no"}, func(t *testing.T, got error) {
+			var m *engine.BIOSMismatchError
+			if !errors.As(got, &m) || !errors.Is(got, engine.ErrBIOSNotApplied) || len(m.Mismatches) != 1 ||
+				m.Mismatches[0] != (engine.BIOSMismatch{Attribute: "ProcCStates", Wanted: "Disabled", Actual: "Enabled"}) || m.Detail != "job said no" {
+				t.Fatalf("got %#v", got)
+			}
+		}},
+		{"task_failed", &engine.TaskError{What: "creating volume", State: "Exception", Messages: []engine.TaskMessage{{MessageID: "Base.1.TaskFailed", Message: "disk 2 failed", Severity: "Critical"}}}, func(t *testing.T, got error) {
+			var te *engine.TaskError
+			if !errors.As(got, &te) || !errors.Is(got, engine.ErrTaskFailed) || te.State != "Exception" || len(te.Messages) != 1 || te.Messages[0].Message != "disk 2 failed" {
+				t.Fatalf("got %#v", got)
+			}
+		}},
+		{"invalid_spec", fmt.Errorf("volume: %w", engine.ErrInvalidSpec), is(engine.ErrInvalidSpec)},
 		{"internal", errors.New("disk on fire"), func(t *testing.T, got error) {
 			var r *RemoteError
 			if !errors.As(got, &r) || r.Code != "internal" || got.Error() != "disk on fire" {
@@ -416,5 +477,46 @@ func TestHealthAndMetrics(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
 		}
+	}
+}
+
+// TestBIOSAndStorageRoundTrip checks every BIOS and storage method carries
+// its arguments and results across the wire.
+func TestBIOSAndStorageRoundTrip(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, &fakeEngine{})
+	c := fx.client(t, fx.token)
+	ctx := context.Background()
+	b, err := c.BIOS(ctx, bmc)
+	if err != nil || b.Attributes["LogicalProc"] != "Enabled" || b.Pending["LogicalProc"] != "Disabled" || len(b.Registry["LogicalProc"].Values) != 2 {
+		t.Fatalf("BIOS: %+v %v", b, err)
+	}
+	res, err := c.ApplyBIOS(ctx, bmc, engine.BIOSProfile{Attributes: map[string]string{"B": "1", "A": "2"}, ApplyTime: engine.ApplyAtMaintenanceWindowStart,
+		MaintenanceWindowStart: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), MaintenanceWindowDuration: time.Hour})
+	if err != nil || !res.Pending || res.Rebooted || strings.Join(res.Changed, ",") != "A,B" {
+		t.Fatalf("ApplyBIOS: %+v %v", res, err)
+	}
+	sc, err := c.Storage(ctx, bmc)
+	if err != nil || len(sc) != 1 || sc[0].Drives[0].VolumeIDs[0] != "v0" || sc[0].SupportedRAIDTypes[0] != "RAID1" {
+		t.Fatalf("Storage: %+v %v", sc, err)
+	}
+	v, err := c.CreateVolume(ctx, bmc, engine.VolumeSpec{RAIDType: "RAID1", Name: "os", Selector: &engine.DriveSelector{MediaType: "SSD", Count: 2}})
+	if err != nil || v.ID != "v1" || v.Name != "os" || v.DriveIDs[0] != "SSD" || v.DeviceHint == "" {
+		t.Fatalf("CreateVolume: %+v %v", v, err)
+	}
+	if err := c.DeleteVolume(ctx, bmc, "RAID.Integrated.1-1", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	// Errors come back typed from the long-running operations too.
+	fx2 := newFixture(t, &fakeEngine{err: &engine.TaskError{What: "creating volume", State: "Exception", Messages: []engine.TaskMessage{{Message: "boom"}}}})
+	c2 := fx2.client(t, fx2.token)
+	var te *engine.TaskError
+	if _, err := c2.CreateVolume(ctx, bmc, engine.VolumeSpec{}); !errors.As(err, &te) || te.Messages[0].Message != "boom" {
+		t.Fatalf("CreateVolume error: %v", err)
+	}
+	fx3 := newFixture(t, &fakeEngine{err: &engine.BIOSMismatchError{Mismatches: []engine.BIOSMismatch{{Attribute: "X", Wanted: "1", Actual: "0"}}}})
+	var me *engine.BIOSMismatchError
+	if _, err := fx3.client(t, fx3.token).ApplyBIOS(ctx, bmc, engine.BIOSProfile{}); !errors.As(err, &me) || me.Mismatches[0].Attribute != "X" {
+		t.Fatalf("ApplyBIOS error: %v", err)
 	}
 }

@@ -309,6 +309,42 @@ func (c *Client) BootOnce(ctx context.Context, bmc engine.BMC, override engine.B
 	return c.do(ctx, http.MethodPost, "/v1/boot-once", bootOnceRequest{BMC: bmc, Override: override}, nil)
 }
 
+func (c *Client) BIOS(ctx context.Context, bmc engine.BMC) (*engine.BIOS, error) {
+	var out engine.BIOS
+	if err := c.do(ctx, http.MethodPost, "/v1/bios", bmcRequest{BMC: bmc}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) ApplyBIOS(ctx context.Context, bmc engine.BMC, profile engine.BIOSProfile) (*engine.BIOSResult, error) {
+	var out engine.BIOSResult
+	if err := c.operation(ctx, "/v1/bios/apply", biosApplyRequest{BMC: bmc, Profile: profile, Timeout: timeout(ctx)}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) Storage(ctx context.Context, bmc engine.BMC) ([]engine.StorageController, error) {
+	var out []engine.StorageController
+	if err := c.do(ctx, http.MethodPost, "/v1/storage", bmcRequest{BMC: bmc}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *Client) CreateVolume(ctx context.Context, bmc engine.BMC, spec engine.VolumeSpec) (*engine.Volume, error) {
+	var out engine.Volume
+	if err := c.operation(ctx, "/v1/volumes", volumeRequest{BMC: bmc, Spec: spec, Timeout: timeout(ctx)}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) DeleteVolume(ctx context.Context, bmc engine.BMC, storageID, volumeID string) error {
+	return c.operation(ctx, "/v1/volumes/delete", volumeDeleteRequest{BMC: bmc, StorageID: storageID, VolumeID: volumeID, Timeout: timeout(ctx)}, nil)
+}
+
 func (c *Client) EnsureImage(ctx context.Context, spec engine.ImageSpec) (*engine.ImageInfo, error) {
 	var out engine.ImageInfo
 	if err := c.do(ctx, http.MethodPut, "/v1/images/"+url.PathEscape(spec.Name), spec, &out); err != nil {

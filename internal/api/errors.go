@@ -82,6 +82,13 @@ type errorDetails struct {
 	URL        string `json:"url,omitempty"`
 	WantSHA256 string `json:"want_sha256,omitempty"`
 	GotSHA256  string `json:"got_sha256,omitempty"`
+	// bios_not_applied
+	Mismatches []engine.BIOSMismatch `json:"mismatches,omitempty"`
+	Detail     string                `json:"detail,omitempty"`
+	// task_failed
+	What         string               `json:"what,omitempty"`
+	TaskState    string               `json:"task_state,omitempty"`
+	TaskMessages []engine.TaskMessage `json:"task_messages,omitempty"`
 	// provision_failed and image_file: the underlying error.
 	Cause *wireError `json:"cause,omitempty"`
 }
@@ -106,6 +113,8 @@ var sentinels = []struct {
 	{"bmc_timeout", engine.ErrTimeout, http.StatusGatewayTimeout},
 	{"bmc_unreachable", engine.ErrUnreachable, http.StatusBadGateway},
 	{"bmc_tls", engine.ErrTLS, http.StatusBadGateway},
+	{"invalid_spec", engine.ErrInvalidSpec, http.StatusUnprocessableEntity},
+	{"bios_not_applied", engine.ErrBIOSNotApplied, http.StatusBadGateway},
 	{"invalid_endpoint", engine.ErrInvalidEndpoint, http.StatusBadRequest},
 	{"bind", engine.ErrBind, http.StatusServiceUnavailable},
 	{"state_in_use", engine.ErrStateInUse, http.StatusServiceUnavailable},
@@ -140,6 +149,14 @@ func encodeError(err error) (*wireError, int) {
 		return &wireError{Code: "checksum_mismatch", Message: err.Error(), Details: &errorDetails{
 			URL: cerr.URL, WantSHA256: cerr.Want, GotSHA256: cerr.Got,
 		}}, http.StatusUnprocessableEntity
+	}
+	var merr *engine.BIOSMismatchError
+	if errors.As(err, &merr) {
+		return &wireError{Code: "bios_not_applied", Message: err.Error(), Details: &errorDetails{Mismatches: merr.Mismatches, Detail: merr.Detail}}, http.StatusBadGateway
+	}
+	var terr *engine.TaskError
+	if errors.As(err, &terr) {
+		return &wireError{Code: "task_failed", Message: err.Error(), Details: &errorDetails{What: terr.What, TaskState: terr.State, TaskMessages: terr.Messages}}, http.StatusBadGateway
 	}
 	var aerr *engine.AmbiguousSystemError
 	if errors.As(err, &aerr) {
@@ -189,6 +206,14 @@ func decodeError(w *wireError) error {
 			return &engine.AmbiguousSystemError{IDs: d.SystemIDs}
 		}
 		return &RemoteError{Code: w.Code, Message: w.Message, kind: engine.ErrAmbiguousSystem}
+	case "bios_not_applied":
+		if len(d.Mismatches) > 0 {
+			return &engine.BIOSMismatchError{Mismatches: d.Mismatches, Detail: d.Detail}
+		}
+	case "task_failed":
+		if d.TaskState != "" {
+			return &engine.TaskError{What: d.What, State: d.TaskState, Messages: d.TaskMessages}
+		}
 	case "invalid_token":
 		return &RemoteError{Code: w.Code, Message: w.Message, kind: ErrInvalidToken}
 	}

@@ -117,6 +117,9 @@ func NewServer(eng engine.Engine, cfg Config) *Server {
 		}
 	}
 	s.metrics = newMetrics(cfg.Metrics)
+	if e, ok := eng.(bootStatser); ok {
+		cfg.Metrics.MustRegister(newBootCollector(e.BootStats))
+	}
 	if e, ok := eng.(interface{ OnBMCRequests(func(int64)) }); ok {
 		e.OnBMCRequests(func(n int64) { s.metrics.bmcRequests.Add(float64(n)) })
 	}
@@ -230,6 +233,61 @@ func (s *Server) routes() {
 	})
 
 	// Long-running operations.
+	auth("POST /v1/bios", func(w http.ResponseWriter, r *http.Request) {
+		var req bmcRequest
+		if s.decode(w, r, &req) {
+			out, err := s.eng.BIOS(r.Context(), req.BMC)
+			s.bmcResult(err)
+			s.reply(w, out, err)
+		}
+	})
+	auth("POST /v1/bios/apply", func(w http.ResponseWriter, r *http.Request) {
+		var req biosApplyRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		id, _ := engine.MachineID(req.BMC.Endpoint, req.BMC.SystemID)
+		s.accept(w, "bios", id, req.Timeout, nil, func(ctx context.Context) (any, error) {
+			out, err := s.eng.ApplyBIOS(ctx, req.BMC, req.Profile)
+			s.bmcResult(err)
+			return out, err
+		})
+	})
+	auth("POST /v1/storage", func(w http.ResponseWriter, r *http.Request) {
+		var req bmcRequest
+		if s.decode(w, r, &req) {
+			out, err := s.eng.Storage(r.Context(), req.BMC)
+			if out == nil && err == nil {
+				out = []engine.StorageController{}
+			}
+			s.bmcResult(err)
+			s.reply(w, out, err)
+		}
+	})
+	auth("POST /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+		var req volumeRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		id, _ := engine.MachineID(req.BMC.Endpoint, req.BMC.SystemID)
+		s.accept(w, "volume_create", id, req.Timeout, nil, func(ctx context.Context) (any, error) {
+			out, err := s.eng.CreateVolume(ctx, req.BMC, req.Spec)
+			s.bmcResult(err)
+			return out, err
+		})
+	})
+	auth("POST /v1/volumes/delete", func(w http.ResponseWriter, r *http.Request) {
+		var req volumeDeleteRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		id, _ := engine.MachineID(req.BMC.Endpoint, req.BMC.SystemID)
+		s.accept(w, "volume_delete", id, req.Timeout, nil, func(ctx context.Context) (any, error) {
+			err := s.eng.DeleteVolume(ctx, req.BMC, req.StorageID, req.VolumeID)
+			s.bmcResult(err)
+			return struct{}{}, err
+		})
+	})
 	auth("POST /v1/power", func(w http.ResponseWriter, r *http.Request) {
 		var req powerRequest
 		if !s.decode(w, r, &req) {

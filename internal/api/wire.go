@@ -62,6 +62,25 @@ type deprovisionRequest struct {
 	Timeout Duration   `json:"timeout,omitempty"`
 }
 
+type biosApplyRequest struct {
+	BMC     engine.BMC         `json:"bmc"`
+	Profile engine.BIOSProfile `json:"profile"`
+	Timeout Duration           `json:"timeout,omitempty"`
+}
+
+type volumeRequest struct {
+	BMC     engine.BMC        `json:"bmc"`
+	Spec    engine.VolumeSpec `json:"spec"`
+	Timeout Duration          `json:"timeout,omitempty"`
+}
+
+type volumeDeleteRequest struct {
+	BMC       engine.BMC `json:"bmc"`
+	StorageID string     `json:"storage_id"`
+	VolumeID  string     `json:"volume_id"`
+	Timeout   Duration   `json:"timeout,omitempty"`
+}
+
 type acceptedResponse struct {
 	Operation string `json:"operation"`
 }

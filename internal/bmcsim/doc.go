@@ -24,6 +24,19 @@
 //     recursively; $select trims properties. What each vendor accepts follows
 //     its ProtocolFeaturesSupported: unsupported $-parameters or options are
 //     501, malformed or out-of-range values 400 (as bmcweb does).
+//   - BIOS: Bios (current Attributes) with @Redfish.Settings pointing at
+//     Bios/Settings, where a PATCH stages attributes (validated against the
+//     BiosAttributeRegistry served under /redfish/v1/Registries) with an
+//     optional @Redfish.SettingsApplyTime. Staged values are applied when the
+//     next boot completes (Immediate reboots now); values the firmware
+//     refuses (Simulator.RejectBIOSValue, Dell's ProcCStates dependency on
+//     SysProfile=Custom) are dropped, never applied. Dell stages through a
+//     job in the iDRAC job queue (202 + Location), HPE rejects the apply-time
+//     annotation, Supermicro only offers OnReset.
+//   - Storage: controllers (SupportedRAIDTypes) with Drives and Volumes.
+//     POST Volumes validates drives and RAID level and answers 202 with a
+//     TaskMonitor that answers 202 for Options.TaskPolls GETs, then the Task
+//     (Simulator.FailNextTask makes it end in Exception with messages).
 //
 // # Vendors and their quirks
 //
@@ -38,7 +51,7 @@
 // BootSourceOverrideMode in a PATCH is 400 PropertyNotWritable (iDRAC10,
 // UEFI-only); an action POST carrying If-Match is 412 (iDRAC10, gofish#510);
 // "On" while on is 409 IDRAC.x.PSU501 (off while off: PSU502); PATCH answers
-// 200 with a Success message, resets 204; the manager links an (empty) Oem
+// 200 with a Success message, resets 204; the manager links the Oem
 // Dell job queue.
 //
 // HPE (iLO 5, ProLiant Gen10): "1" everywhere and @odata.id values with a

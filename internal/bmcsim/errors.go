@@ -44,6 +44,9 @@ var messageText = map[string]string{
 	"ResourceInStandby":                "The request could not be performed because the resource is in standby.",
 	"CreateFailedMissingReqProperties": "The create operation failed because the required property %1 was missing from the request.",
 	"ServiceShuttingDown":              "The operation failed because the service is shutting down and can no longer take incoming requests.",
+	"PropertyValueOutOfRange":          "The value %1 for the property %2 is not in the supported range of acceptable values.",
+	"ResourceInUse":                    "The change to the requested resource failed because the resource is in use or in transition.",
+	"TaskFailed":                       "%1",
 	// iDRAC OEM.
 	"PSU501": "Server is already powered ON.",
 	"PSU502": "Server is already powered OFF.",

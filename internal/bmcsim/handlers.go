@@ -191,6 +191,10 @@ func (s *Simulator) handleLocked(r *http.Request, body []byte, auth authResult, 
 		return s.resetSystem(r, body, sys)
 	}
 
+	if resp := s.handleStorageBIOS(r, segs, body, method, path); resp != nil {
+		return resp
+	}
+
 	exists := s.renderLocked(path) != nil
 	if !exists {
 		return s.notFound(r.URL.Path)
@@ -220,6 +224,12 @@ func (s *Simulator) allowed(segs []string) []string {
 		return []string{http.MethodGet, http.MethodHead, http.MethodPatch}
 	case len(segs) == 2 && segs[0] == "SessionService" && segs[1] == "Sessions":
 		return []string{http.MethodGet, http.MethodHead, http.MethodPost}
+	case len(segs) == 4 && segs[0] == "Systems" && segs[2] == "Bios" && segs[3] == "Settings":
+		return []string{http.MethodGet, http.MethodHead, http.MethodPatch}
+	case len(segs) == 5 && segs[0] == "Systems" && segs[2] == "Storage" && segs[4] == "Volumes":
+		return []string{http.MethodGet, http.MethodHead, http.MethodPost}
+	case len(segs) == 6 && segs[0] == "Systems" && segs[2] == "Storage" && segs[4] == "Volumes":
+		return []string{http.MethodGet, http.MethodHead, http.MethodDelete}
 	case len(segs) == 3 && segs[0] == "SessionService" && segs[1] == "Sessions":
 		return []string{http.MethodGet, http.MethodHead, http.MethodDelete}
 	}

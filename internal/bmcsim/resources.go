@@ -169,12 +169,54 @@ func (s *Simulator) renderLocked(path string) map[string]any {
 		case len(segs) == 2:
 			return s.manager()
 		case len(segs) == 3 && segs[2] == "Jobs" && s.prof.dellJobs:
-			// Placeholder for the iDRAC job queue (DellJobCollection).
+			// The iDRAC job queue (DellJobCollection).
 			m := s.resource(path, "DellJobCollection.DellJobCollection", "", "JobQueue")
 			m["Description"] = "Collection of Job Instances"
-			m["Members"] = []any{}
-			m["Members@odata.count"] = 0
+			ids := make([]string, len(s.jobs))
+			for i, j := range s.jobs {
+				ids[i] = path + "/" + j.id
+			}
+			m["Members"] = s.refs(ids...)
+			m["Members@odata.count"] = len(ids)
 			return m
+		case len(segs) == 4 && segs[2] == "Jobs" && s.prof.dellJobs:
+			for _, sys := range s.systems {
+				s.status(sys) // a completed boot runs scheduled jobs
+			}
+			for _, j := range s.jobs {
+				if j.id == segs[3] {
+					return s.renderJob(j)
+				}
+			}
+		}
+		return nil
+	case "Registries":
+		switch {
+		case len(segs) == 1:
+			return s.registriesCollection(path)
+		case len(segs) == 2 && segs[1] == s.registryID():
+			return s.registryFile(path)
+		case len(segs) == 3 && segs[1] == s.registryID() && segs[2] == "BiosAttributeRegistry":
+			return s.renderRegistry(path)
+		}
+		return nil
+	case "TaskService":
+		switch {
+		case len(segs) == 1:
+			m := s.resource(path, "TaskService.v1_2_0.TaskService", "TaskService", "Task Service")
+			m["ServiceEnabled"] = true
+			m["Tasks"] = s.ref(root + "/TaskService/Tasks")
+			return m
+		case len(segs) == 2 && segs[1] == "Tasks":
+			ids := make([]string, len(s.tasks))
+			for i, t := range s.tasks {
+				ids[i] = path + "/" + t.id
+			}
+			return s.collection(path, "TaskCollection", "Task Collection", ids)
+		case len(segs) == 3 && segs[1] == "Tasks":
+			if t := s.findTask(segs[2]); t != nil {
+				return s.renderTask(t)
+			}
 		}
 		return nil
 	case "SessionService":
@@ -224,6 +266,8 @@ func (s *Simulator) serviceRoot() map[string]any {
 	m["Systems"] = s.ref(root + "/Systems")
 	m["Chassis"] = s.ref(root + "/Chassis")
 	m["Managers"] = s.ref(root + "/Managers")
+	m["Registries"] = s.ref(root + "/Registries")
+	m["TaskService"] = s.ref(root + "/TaskService")
 	links := map[string]any{}
 	if !s.opts.DisableSessionService {
 		m["SessionService"] = s.ref(root + "/SessionService")
@@ -310,11 +354,13 @@ func (s *Simulator) renderSystemPart(sys *system, rest []string) map[string]any 
 		}
 	case "Bios":
 		if len(rest) == 1 {
-			m := s.resource(path, "Bios.v1_2_1.Bios", "Bios", "BIOS Configuration Current Settings")
-			m["AttributeRegistry"] = "BiosAttributeRegistry.v1_0_0"
-			m["Attributes"] = map[string]any{"BootMode": sys.spec.BootMode, "SystemModelName": sys.spec.Model}
-			return m
+			return s.renderBIOS(sys, path, false)
 		}
+		if len(rest) == 2 && rest[1] == "Settings" {
+			return s.renderBIOS(sys, path, true)
+		}
+	case "Storage":
+		return s.renderStorage(sys, base+"/Storage", rest[1:])
 	case "ResetActionInfo":
 		if len(rest) == 1 && s.prof.resetActionInfo {
 			m := s.resource(path, "ActionInfo.v1_3_0.ActionInfo", "ResetActionInfo", "Reset Action Info")
@@ -431,6 +477,7 @@ func (s *Simulator) computerSystem(sys *system) map[string]any {
 	m["Processors"] = s.ref(path + "/Processors")
 	m["Memory"] = s.ref(path + "/Memory")
 	m["Bios"] = s.ref(path + "/Bios")
+	m["Storage"] = s.ref(path + "/Storage")
 
 	links := map[string]any{}
 	s.setLinks(links, "Chassis", root+"/Chassis/"+sys.chassisID)

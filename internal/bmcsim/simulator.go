@@ -48,6 +48,8 @@ type SystemSpec struct {
 	// when the boot followed a "Pxe" override. See BootEvent for what it is
 	// told and when.
 	OnBoot func(BootEvent)
+	// Storage replaces the vendor's default storage controllers and drives.
+	Storage []StorageSpec
 }
 
 // BootEvent is one completed host boot of a simulated system, passed to
@@ -93,7 +95,10 @@ type Options struct {
 	// SessionTimeout is the idle time after which a session expires (401).
 	// Default 30 minutes.
 	SessionTimeout time.Duration
-	Logger         *slog.Logger // default discards
+	// TaskPolls is how many TaskMonitor GETs a volume-creation task answers
+	// 202 (running) before it finishes; 0 finishes it on the first GET.
+	TaskPolls int
+	Logger    *slog.Logger // default discards
 }
 
 // Request is one request as the simulator saw it.
@@ -135,6 +140,10 @@ type system struct {
 	led       string
 	locateLED bool
 
+	bios       *biosState
+	biosReject map[string]string // attribute -> rejected value ("" = any)
+	storage    []*storageState
+
 	// Boot hook delivery (only used when spec.OnBoot is set).
 	bootSeq     uint64
 	pending     []BootEvent // waiting for the delivery goroutine
@@ -175,6 +184,11 @@ type Simulator struct {
 	failN      int
 	failStatus int
 	dropN      int
+	jobs       []*dellJob
+	jobSeq     int
+	tasks      []*task
+	taskSeq    int
+	failTasks  []msg
 }
 
 // New creates a simulator. It never fails: unknown vendors fall back to
@@ -331,6 +345,14 @@ func (s *Simulator) addSystemLocked(sp SystemSpec) {
 		power:     sp.Power,
 		boot:      bootState{target: "None", enabled: "Disabled", mode: sp.BootMode},
 		led:       "Off",
+		bios:      s.newBIOS(),
+	}
+	specs := sp.Storage
+	if specs == nil {
+		specs = s.prof.defaultStorage()
+	}
+	for _, st := range specs {
+		sys.storage = append(sys.storage, &storageState{spec: st})
 	}
 	if sys.power == nil {
 		t := s.opts.PowerTransition
@@ -396,6 +418,7 @@ func (s *Simulator) bootCompletedLocked(sys *system) {
 	if sys.boot.enabled == "Once" {
 		sys.boot.enabled = "Disabled"
 	}
+	s.applyBIOSLocked(sys)
 	hook := sys.spec.OnBoot
 	if hook == nil {
 		return

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,6 +89,9 @@ type bootService struct {
 
 	listenMu  sync.Mutex
 	listening bool
+	dhcpSrv   *dhcp.Server
+	tftpSrv   *tftp.Server
+	httpBytes atomic.Uint64
 	stop      context.CancelFunc
 	done      chan error
 }
@@ -312,6 +316,7 @@ func (s *bootService) listen() (err error) {
 		return err
 	}
 
+	s.dhcpSrv, s.tftpSrv = dhcpSrv, tftpSrv
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	s.done = make(chan error, 1)
@@ -715,6 +720,9 @@ func (s *bootService) Record(_ context.Context, machineID string, e httpboot.Eve
 		return // MarkProvisioned recorded it before waking waiters
 	}
 	msg := e.Message
+	if !e.Reported {
+		s.httpBytes.Add(uint64(max(e.Bytes, 0)))
+	}
 	if !e.Reported && e.Bytes > 0 {
 		msg = strconv.FormatInt(e.Bytes, 10) + " bytes"
 	}

@@ -26,6 +26,20 @@ type Engine interface {
 	// the machine into it.
 	BootOnce(ctx context.Context, bmc BMC, override BootOverride) error
 
+	// BIOS reads a machine's BIOS attributes, staged values and registry.
+	BIOS(ctx context.Context, bmc BMC) (*BIOS, error)
+	// ApplyBIOS brings the BIOS to a profile (stage, reboot as the apply
+	// time allows, wait, verify). A value that did not stick gives a
+	// *BIOSMismatchError (ErrBIOSNotApplied).
+	ApplyBIOS(ctx context.Context, bmc BMC, profile BIOSProfile) (*BIOSResult, error)
+	// Storage lists a machine's storage controllers, drives and volumes.
+	Storage(ctx context.Context, bmc BMC) ([]StorageController, error)
+	// CreateVolume validates and builds a volume, following the BMC task.
+	// A failed task gives a *TaskError (ErrTaskFailed).
+	CreateVolume(ctx context.Context, bmc BMC, spec VolumeSpec) (*Volume, error)
+	// DeleteVolume deletes a volume; one already gone is not an error.
+	DeleteVolume(ctx context.Context, bmc BMC, storageID, volumeID string) error
+
 	// EnsureImage fetches an OS image's files into the boot service's cache,
 	// verifying each sha256, and records the image under its name.
 	EnsureImage(ctx context.Context, spec ImageSpec) (*ImageInfo, error)
@@ -80,6 +94,21 @@ type (
 	BootOverride  = redfish.BootOverride
 	BootTarget    = redfish.BootTarget
 	BootMode      = redfish.BootMode
+
+	BIOS              = redfish.BIOS
+	BIOSAttribute     = redfish.BIOSAttribute
+	BIOSProfile       = redfish.BIOSProfile
+	BIOSResult        = redfish.BIOSResult
+	BIOSMismatch      = redfish.BIOSMismatch
+	BIOSMismatchError = redfish.BIOSMismatchError
+	ApplyTime         = redfish.ApplyTime
+	StorageController = redfish.StorageController
+	Drive             = redfish.Drive
+	Volume            = redfish.Volume
+	VolumeSpec        = redfish.VolumeSpec
+	DriveSelector     = redfish.DriveSelector
+	TaskError         = redfish.TaskError
+	TaskMessage       = redfish.TaskMessage
 )
 
 const (
@@ -94,6 +123,11 @@ const (
 
 	BootModeUEFI   = redfish.BootModeUEFI
 	BootModeLegacy = redfish.BootModeLegacy
+
+	ApplyImmediate                  = redfish.ApplyImmediate
+	ApplyOnReset                    = redfish.ApplyOnReset
+	ApplyAtMaintenanceWindowStart   = redfish.ApplyAtMaintenanceWindowStart
+	ApplyInMaintenanceWindowOnReset = redfish.ApplyInMaintenanceWindowOnReset
 )
 
 // Errors the provider turns into precise diagnostics (match with errors.Is).
@@ -107,6 +141,8 @@ var (
 	ErrTLS             = redfish.ErrTLS
 	ErrAmbiguousSystem = redfish.ErrAmbiguousSystem
 	ErrInvalidEndpoint = redfish.ErrInvalidEndpoint
+	ErrInvalidSpec     = redfish.ErrInvalidSpec
+	ErrBIOSNotApplied  = redfish.ErrBIOSNotApplied
 )
 
 // AmbiguousSystemError carries the system ids found (errors.As).

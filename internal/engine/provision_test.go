@@ -149,6 +149,13 @@ func TestProvisionInstallsAndWaitsForTheCallback(t *testing.T) {
 		t.Fatalf("installed network %+v should carry the leased %s", inst.Network, res.IPAddress)
 	}
 
+	// The protocol counters behind /metrics saw the install.
+	stats, ok := e.BootStats()
+	if !ok || stats.DHCPReceived["DISCOVER"] == 0 || stats.DHCPSent["OFFER"] == 0 || stats.DHCPSent["ACK"] == 0 ||
+		stats.HTTPBytes < uint64(len(lab.kernel)) {
+		t.Fatalf("boot stats after an install: %+v (serving %v)", stats, ok)
+	}
+
 	// Only a hash of the provisioning token is stored.
 	recs, err := lab.fleet.WaitBoots(ctx, "node-1", 1)
 	if err != nil || len(recs) == 0 || !strings.Contains(recs[0].Result.ScriptURL, "/boot/") {

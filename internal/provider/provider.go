@@ -316,6 +316,8 @@ func (p *metalProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewMachineResource,
 		NewOSImageResource,
+		NewRAIDVolumeResource,
+		NewBIOSProfileResource,
 	}
 }
 
@@ -323,5 +325,6 @@ func (p *metalProvider) DataSources(context.Context) []func() datasource.DataSou
 	return []func() datasource.DataSource{
 		NewMachineInventoryDataSource,
 		NewDiscoveredMachinesDataSource,
+		NewStorageDataSource,
 	}
 }

@@ -98,6 +98,7 @@ type machineResourceModel struct {
 	BootMode     types.String       `tfsdk:"boot_mode"`
 	NICs         types.List         `tfsdk:"nics"`
 	Timeouts     timeouts.Value     `tfsdk:"timeouts"`
+	BIOSProfile  *biosProfileModel  `tfsdk:"bios_profile"`
 
 	// Provisioning inputs.
 	OSImage           types.String `tfsdk:"os_image"`
@@ -152,6 +153,7 @@ func machineResourceSchemaV0(ctx context.Context) schema.Schema {
 			"Terraform; destroying it powers the machine off unless `on_destroy` is `" + onDestroyNone + "`. " +
 			"Destroying erases disks only with `on_destroy = \"" + onDestroyWipe + "\"`, and never releases the hardware.",
 		Attributes: mergeAttributes(map[string]schema.Attribute{
+			"bios_profile": machineBIOSProfileAttribute(),
 			// Required attributes
 			"bmc": schema.SingleNestedAttribute{
 				Required: true,
@@ -465,6 +467,10 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 		resp.Diagnostics.Append(d)
 		return
 	}
+	if d := r.applyMachineBIOS(ctx, bmc, plan.BIOSProfile, opCreate); d.HasError() {
+		resp.Diagnostics.Append(d...)
+		return
+	}
 	if !plan.OSImage.IsNull() {
 		r.createProvisioned(ctx, bmc, inv, &plan, resp)
 		return
@@ -518,6 +524,7 @@ func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, re
 	}
 	state.applyInventory(inv, false)
 	state.PowerState = types.StringValue(powerStateValue(inv.PowerState))
+	resp.Diagnostics.Append(r.readMachineBIOS(ctx, bmc, &state)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -566,6 +573,19 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 	if d := checkBootMAC(plan.BootMAC, inv); d != nil {
 		resp.Diagnostics.Append(d)
 		return
+	}
+	var prior machineResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if plan.BIOSProfile != nil && !plan.BIOSProfile.equal(prior.BIOSProfile) {
+		if d := r.applyMachineBIOS(ctx, bmc, plan.BIOSProfile, opUpdate); d.HasError() {
+			resp.Diagnostics.Append(d...)
+			return
+		}
+		// Applying rebooted the machine: read its power again.
+		if inv, err = r.engine.Machine(ctx, bmc); err != nil {
+			resp.Diagnostics.Append(engineErrorDiagnostic(opUpdate, err))
+			return
+		}
 	}
 	if want := enginePowerState(plan.PowerState.ValueString()); inv.PowerState != want {
 		tflog.Debug(ctx, "Changing machine power", map[string]any{"id": plan.ID.ValueString(), "from": string(inv.PowerState), "to": string(want)})

@@ -20,6 +20,12 @@ var (
 	ErrTLS             = errors.New("BMC TLS certificate not trusted")
 	ErrAmbiguousSystem = errors.New("BMC manages several systems")
 	ErrInvalidEndpoint = errors.New("invalid BMC endpoint")
+	// ErrInvalidSpec: the request does not fit what the BMC offers (an
+	// unknown BIOS attribute, a RAID level it cannot build, a drive in use).
+	ErrInvalidSpec = errors.New("invalid request for this BMC")
+	// ErrBIOSNotApplied: the BMC took the settings but the BIOS did not
+	// apply some of them.
+	ErrBIOSNotApplied = errors.New("BIOS settings did not stick")
 )
 
 // StatusError is a non-success HTTP answer from the BMC. It unwraps to the
