@@ -36,38 +36,53 @@ type qmpMessage struct {
 // dialQMP connects to a QMP unix socket (retrying until deadline while
 // QEMU creates it), reads the greeting and enters command mode.
 func dialQMP(path string, deadline time.Time, onEvent func(string, json.RawMessage)) (*qmpClient, error) {
-	var conn net.Conn
-	var err error
 	for {
-		d := net.Dialer{Timeout: time.Second}
-		conn, err = d.DialContext(context.Background(), "unix", path)
+		q, r, err := attachQMP(path, deadline, onEvent)
 		if err == nil {
-			break
+			go q.read(r)
+			if err := q.execute("qmp_capabilities", time.Until(deadline)); err != nil {
+				_ = q.conn.Close()
+				return nil, err
+			}
+			return q, nil
 		}
+		// Right after a restart the socket can still belong to the QEMU
+		// that just exited, or answer before the new one greets: try again
+		// until the deadline rather than give the VM up.
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("connecting to QMP at %s: %w", path, err)
+			return nil, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	q := &qmpClient{conn: conn, onEvent: onEvent, resp: make(chan qmpMessage, 1), done: make(chan struct{})}
-	_ = conn.SetReadDeadline(deadline)
+}
+
+// attachQMP connects once and reads the greeting.
+func attachQMP(path string, deadline time.Time, onEvent func(string, json.RawMessage)) (*qmpClient, *bufio.Reader, error) {
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(context.Background(), "unix", path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to QMP at %s: %w", path, err)
+	}
+	readBy := time.Now().Add(5 * time.Second)
+	if deadline.Before(readBy) {
+		readBy = deadline
+	}
+	_ = conn.SetReadDeadline(readBy)
 	r := bufio.NewReader(conn)
-	var greeting qmpMessage
 	line, err := r.ReadBytes('\n')
+	var greeting qmpMessage
 	if err == nil {
 		err = json.Unmarshal(line, &greeting)
 	}
-	if err != nil || greeting.QMP == nil {
+	if err == nil && greeting.QMP == nil {
+		err = fmt.Errorf("the first message was not a greeting: %.200q", line)
+	}
+	if err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("QMP greeting from %s: %w", path, err)
+		return nil, nil, fmt.Errorf("QMP greeting from %s: %w", path, err)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	go q.read(r)
-	if err := q.execute("qmp_capabilities", time.Until(deadline)); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return q, nil
+	return &qmpClient{conn: conn, onEvent: onEvent, resp: make(chan qmpMessage, 1), done: make(chan struct{})}, r, nil
 }
 
 func (q *qmpClient) read(r *bufio.Reader) {
