@@ -57,11 +57,6 @@ const (
 )
 
 // Transitional power states the engine may report (Redfish PowerState).
-const (
-	powerPoweringOn  engine.PowerState = "PoweringOn"
-	powerPoweringOff engine.PowerState = "PoweringOff"
-)
-
 var (
 	_ resource.Resource                   = (*machineResource)(nil)
 	_ resource.ResourceWithConfigure      = (*machineResource)(nil)
@@ -447,7 +442,7 @@ func (r *machineResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	timeout, diags := plan.Timeouts.Create(ctx, defaultCreateTimeout)
 	resp.Diagnostics.Append(diags...)
-	bmc, diags := r.connection(plan.BMC, passwordWO, opCreate, false)
+	bmc, diags := bmcConnection(r.defaults, plan.BMC, passwordWO, opCreate, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -500,7 +495,7 @@ func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, re
 	}
 	timeout, diags := state.Timeouts.Read(ctx, defaultReadTimeout)
 	resp.Diagnostics.Append(diags...)
-	bmc, diags := r.connection(state.BMC, types.StringNull(), opRead, true)
+	bmc, diags := bmcConnection(r.defaults, state.BMC, types.StringNull(), opRead, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -554,7 +549,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 	}
 	timeout, diags := plan.Timeouts.Update(ctx, defaultUpdateTimeout)
 	resp.Diagnostics.Append(diags...)
-	bmc, diags := r.connection(plan.BMC, passwordWO, opUpdate, false)
+	bmc, diags := bmcConnection(r.defaults, plan.BMC, passwordWO, opUpdate, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -618,7 +613,7 @@ func (r *machineResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 	timeout, diags := state.Timeouts.Delete(ctx, defaultDeleteTimeout)
 	resp.Diagnostics.Append(diags...)
-	bmc, diags := r.connection(state.BMC, types.StringNull(), opDelete, true)
+	bmc, diags := bmcConnection(r.defaults, state.BMC, types.StringNull(), opDelete, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -688,13 +683,13 @@ func parseImportID(id string) (endpoint, systemID string, err error) {
 	return endpoint, systemID, nil
 }
 
-// connection builds the engine's view of a bmc block: the block's settings,
+// bmcConnection builds the engine's view of a bmc block: the block's settings,
 // then a write-only password, then the provider's defaults. fromState says
 // the block came from state (refresh, import, destroy), where a write-only
 // password can never be available.
-func (r *machineResource) connection(m machineBMCModel, passwordWO types.String, op operation, fromState bool) (engine.BMC, diag.Diagnostics) {
+func bmcConnection(defaults bmcDefaults, m machineBMCModel, passwordWO types.String, op operation, fromState bool) (engine.BMC, diag.Diagnostics) {
 	var diags diag.Diagnostics
-	bmc := resolveBMC(r.defaults, m.Endpoint, m.Username, m.Password, m.Insecure, m.CACertificate)
+	bmc := resolveBMC(defaults, m.Endpoint, m.Username, m.Password, m.Insecure, m.CACertificate)
 	if pw := passwordWO.ValueString(); pw != "" && m.Password.ValueString() == "" {
 		bmc.Password = pw
 	}
@@ -797,9 +792,9 @@ func machineID(endpoint, systemID string) string { return endpoint + "#" + syste
 // count as where they are heading.
 func powerStateValue(p engine.PowerState) string {
 	switch p {
-	case engine.PowerOn, powerPoweringOn:
+	case engine.PowerOn, engine.PowerPoweringOn:
 		return powerStateOn
-	case engine.PowerOff, powerPoweringOff:
+	case engine.PowerOff, engine.PowerPoweringOff:
 		return powerStateOff
 	}
 	return strings.ToLower(string(p))

@@ -535,7 +535,7 @@ func (r *machineResource) deleteProvisioned(ctx context.Context, state *machineR
 		// Deregistering needs no BMC login.
 		bmc = engine.BMC{Endpoint: state.BMC.Endpoint.ValueString(), SystemID: state.BMC.SystemID.ValueString()}
 	} else {
-		bmc, diags = r.connection(state.BMC, types.StringNull(), opDelete, true)
+		bmc, diags = bmcConnection(r.defaults, state.BMC, types.StringNull(), opDelete, true)
 		resp.Diagnostics.Append(diags...)
 	}
 	if resp.Diagnostics.HasError() {

@@ -191,10 +191,6 @@ func (r *raidVolumeResource) Configure(_ context.Context, req resource.Configure
 	r.defaults = data.defaults
 }
 
-func (r *raidVolumeResource) connection(m machineBMCModel, passwordWO types.String, op operation, fromState bool) (engine.BMC, diag.Diagnostics) {
-	return (&machineResource{defaults: r.defaults}).connection(m, passwordWO, op, fromState)
-}
-
 // volumeErrorDiagnostic names the attribute to fix for storage errors and
 // leaves BMC errors to engineErrorDiagnostic.
 func volumeErrorDiagnostic(op operation, err error) diag.Diagnostic {
@@ -229,7 +225,7 @@ func (r *raidVolumeResource) Create(ctx context.Context, req resource.CreateRequ
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	bmc, diags := r.connection(plan.BMC, passwordWO, volumeCreate, false)
+	bmc, diags := bmcConnection(r.defaults, plan.BMC, passwordWO, volumeCreate, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -307,7 +303,7 @@ func (r *raidVolumeResource) Read(ctx context.Context, req resource.ReadRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	bmc, diags := r.connection(state.BMC, types.StringNull(), volumeRead, true)
+	bmc, diags := bmcConnection(r.defaults, state.BMC, types.StringNull(), volumeRead, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
@@ -360,7 +356,7 @@ func (r *raidVolumeResource) Delete(ctx context.Context, req resource.DeleteRequ
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	bmc, diags := r.connection(state.BMC, types.StringNull(), volumeDelete, true)
+	bmc, diags := bmcConnection(r.defaults, state.BMC, types.StringNull(), volumeDelete, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
