@@ -1,7 +1,9 @@
 // Command terraform-provider-metal is the Terraform provider for bare-metal
 // machines driven over Redfish. Run as `serve` it is the boot service
 // daemon the provider's remote mode talks to; `token` manages its API
-// tokens. With no command it is the Terraform plugin.
+// tokens; `agent` is the role agent on installed machines (the boot
+// service serves this very binary to them). With no command it is the
+// Terraform plugin.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/agent"
 	"github.com/composable-metal/terraform-provider-metal/internal/daemon"
 	"github.com/composable-metal/terraform-provider-metal/internal/provider"
 )
@@ -25,6 +28,9 @@ var (
 func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "token") {
 		os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr, version))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		os.Exit(agent.Main(context.Background(), os.Args[2:], os.Stdout, os.Stderr))
 	}
 
 	var debug bool

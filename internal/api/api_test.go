@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -115,6 +116,32 @@ func (f *fakeEngine) DeleteVolume(_ context.Context, _ engine.BMC, storageID, vo
 		return errors.New("ids lost on the wire")
 	}
 	return f.err
+}
+func (f *fakeEngine) PutRole(_ context.Context, r engine.Role) (*engine.RoleInfo, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.RoleInfo{Role: r, Ref: engine.RoleRef(r)}, nil
+}
+func (f *fakeEngine) CheckRole(context.Context, engine.Role) error { return f.err }
+func (f *fakeEngine) CheckRoles(context.Context, engine.RoleSelection, engine.RoleFacts) error {
+	return f.err
+}
+func (f *fakeEngine) Role(_ context.Context, name string) (*engine.RoleInfo, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.RoleInfo{Role: engine.Role{Name: name}}, nil
+}
+func (f *fakeEngine) DeleteRole(context.Context, string) error { return f.err }
+func (f *fakeEngine) ApplyRoles(_ context.Context, _ engine.BMC, sel engine.RoleSelection) (*engine.RoleStatus, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &engine.RoleStatus{Roles: sel.Roles, Generation: 2}, nil
+}
+func (f *fakeEngine) RoleStatus(context.Context, engine.BMC) (*engine.RoleStatus, error) {
+	return &engine.RoleStatus{}, f.err
 }
 func (f *fakeEngine) Close() error { return nil }
 
@@ -518,5 +545,38 @@ func TestBIOSAndStorageRoundTrip(t *testing.T) {
 	var me *engine.BIOSMismatchError
 	if _, err := fx3.client(t, fx3.token).ApplyBIOS(ctx, bmc, engine.BIOSProfile{}); !errors.As(err, &me) || me.Mismatches[0].Attribute != "X" {
 		t.Fatalf("ApplyBIOS error: %v", err)
+	}
+}
+
+// Every typed role error crosses the wire as itself.
+func TestRoleErrorsRoundTrip(t *testing.T) {
+	for _, err := range []error{
+		&engine.RoleFailedError{MachineID: "m-1", Failed: []engine.RoleResult{{Role: "worker", Action: "applied", Status: "failed", Output: "exit 3"}}},
+		&engine.CycleError{Path: []string{"a", "b", "a"}},
+		&engine.MissingRoleErr{Role: "base", RequiredBy: "app"},
+		&engine.TemplateError{Role: "r", Field: "scripts[0]", Expr: ".params.x", Key: "x", Err: errors.New("map has no entry")},
+		&engine.ConflictError{Path: "/etc/x", Roles: [2]string{"a", "b"}},
+		&engine.ParameterError{Role: "r", Parameter: "p", Reason: "not a number"},
+		&engine.RoleFieldError{Role: "r", Field: "files[0].mode", Reason: "bad"},
+	} {
+		w, status := encodeError(err)
+		if status < 400 {
+			t.Errorf("%T: status %d", err, status)
+		}
+		b, _ := json.Marshal(w)
+		var back wireError
+		if jerr := json.Unmarshal(b, &back); jerr != nil {
+			t.Fatal(jerr)
+		}
+		got := decodeError(&back)
+		if reflect.TypeOf(got) != reflect.TypeOf(err) || got.Error() != err.Error() {
+			t.Errorf("%T: decoded %T %q, want %q", err, got, got, err)
+		}
+	}
+	for _, sentinel := range []error{engine.ErrRoleNotFound, engine.ErrRoleInUse, engine.ErrNoAgent, engine.ErrAgentTimeout, engine.ErrRolesPending} {
+		w, _ := encodeError(fmt.Errorf("context: %w", sentinel))
+		if got := decodeError(w); !errors.Is(got, sentinel) {
+			t.Errorf("%v did not survive the wire: %v", sentinel, got)
+		}
 	}
 }

@@ -394,3 +394,47 @@ func (c *Client) Discovered(ctx context.Context) ([]engine.DiscoveredMachine, er
 	var out []engine.DiscoveredMachine
 	return out, c.do(ctx, http.MethodGet, "/v1/discovered", nil, &out)
 }
+
+func (c *Client) PutRole(ctx context.Context, role engine.Role) (*engine.RoleInfo, error) {
+	var out engine.RoleInfo
+	if err := c.do(ctx, http.MethodPut, "/v1/roles/"+url.PathEscape(role.Name), role, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) Role(ctx context.Context, name string) (*engine.RoleInfo, error) {
+	var out engine.RoleInfo
+	if err := c.do(ctx, http.MethodGet, "/v1/roles/"+url.PathEscape(name), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) DeleteRole(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/roles/"+url.PathEscape(name), nil, nil)
+}
+
+func (c *Client) ApplyRoles(ctx context.Context, bmc engine.BMC, sel engine.RoleSelection) (*engine.RoleStatus, error) {
+	var out engine.RoleStatus
+	if err := c.operation(ctx, "/v1/roles/apply", rolesApplyRequest{BMC: bmc, Selection: sel, Timeout: timeout(ctx)}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) RoleStatus(ctx context.Context, bmc engine.BMC) (*engine.RoleStatus, error) {
+	var out engine.RoleStatus
+	if err := c.do(ctx, http.MethodPost, "/v1/roles/status", bmcRequest{BMC: bmc}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) CheckRole(ctx context.Context, role engine.Role) error {
+	return c.do(ctx, http.MethodPost, "/v1/roles-check/role", role, nil)
+}
+
+func (c *Client) CheckRoles(ctx context.Context, sel engine.RoleSelection, facts engine.RoleFacts) error {
+	return c.do(ctx, http.MethodPost, "/v1/roles-check/machine", rolesCheckRequest{Selection: sel, Facts: facts}, nil)
+}

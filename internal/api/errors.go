@@ -89,8 +89,84 @@ type errorDetails struct {
 	What         string               `json:"what,omitempty"`
 	TaskState    string               `json:"task_state,omitempty"`
 	TaskMessages []engine.TaskMessage `json:"task_messages,omitempty"`
+	// role_error
+	RoleError *roleDetails `json:"role_error,omitempty"`
 	// provision_failed and image_file: the underlying error.
 	Cause *wireError `json:"cause,omitempty"`
+}
+
+// roleDetails carries the typed role errors.
+type roleDetails struct {
+	Kind       string              `json:"kind"`
+	MachineID  string              `json:"machine_id,omitempty"`
+	Failed     []engine.RoleResult `json:"failed,omitempty"`
+	Path       []string            `json:"path,omitempty"`
+	Role       string              `json:"role,omitempty"`
+	RequiredBy string              `json:"required_by,omitempty"`
+	Field      string              `json:"field,omitempty"`
+	Expr       string              `json:"expr,omitempty"`
+	Key        string              `json:"key,omitempty"`
+	Reason     string              `json:"reason,omitempty"`
+	Parameter  string              `json:"parameter,omitempty"`
+	FilePath   string              `json:"file_path,omitempty"`
+	Roles      [2]string           `json:"roles,omitzero"`
+}
+
+// encodeRoleError is the wire form of a typed role error, or nil.
+func encodeRoleError(err error) *roleDetails {
+	var (
+		fe *engine.RoleFailedError
+		ce *engine.CycleError
+		me *engine.MissingRoleErr
+		te *engine.TemplateError
+		xe *engine.ConflictError
+		pe *engine.ParameterError
+		ve *engine.RoleFieldError
+	)
+	switch {
+	case errors.As(err, &fe):
+		return &roleDetails{Kind: "failed", MachineID: fe.MachineID, Failed: fe.Failed}
+	case errors.As(err, &ce):
+		return &roleDetails{Kind: "cycle", Path: ce.Path}
+	case errors.As(err, &me):
+		return &roleDetails{Kind: "missing", Role: me.Role, RequiredBy: me.RequiredBy}
+	case errors.As(err, &te):
+		return &roleDetails{Kind: "template", Role: te.Role, Field: te.Field, Expr: te.Expr, Key: te.Key, Reason: errString(te.Err)}
+	case errors.As(err, &xe):
+		return &roleDetails{Kind: "conflict", FilePath: xe.Path, Roles: xe.Roles}
+	case errors.As(err, &pe):
+		return &roleDetails{Kind: "parameter", Role: pe.Role, Parameter: pe.Parameter, Reason: pe.Reason}
+	case errors.As(err, &ve):
+		return &roleDetails{Kind: "field", Role: ve.Role, Field: ve.Field, Reason: ve.Reason}
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func decodeRoleError(d *roleDetails) error {
+	switch d.Kind {
+	case "failed":
+		return &engine.RoleFailedError{MachineID: d.MachineID, Failed: d.Failed}
+	case "cycle":
+		return &engine.CycleError{Path: d.Path}
+	case "missing":
+		return &engine.MissingRoleErr{Role: d.Role, RequiredBy: d.RequiredBy}
+	case "template":
+		return &engine.TemplateError{Role: d.Role, Field: d.Field, Expr: d.Expr, Key: d.Key, Err: errors.New(d.Reason)}
+	case "conflict":
+		return &engine.ConflictError{Path: d.FilePath, Roles: d.Roles}
+	case "parameter":
+		return &engine.ParameterError{Role: d.Role, Parameter: d.Parameter, Reason: d.Reason}
+	case "field":
+		return &engine.RoleFieldError{Role: d.Role, Field: d.Field, Reason: d.Reason}
+	}
+	return nil
 }
 
 type errorBody struct {
@@ -105,6 +181,11 @@ var sentinels = []struct {
 	status int
 }{
 	{"provision_timeout", engine.ErrProvisionTimeout, http.StatusGatewayTimeout},
+	{"agent_timeout", engine.ErrAgentTimeout, http.StatusGatewayTimeout},
+	{"role_not_found", engine.ErrRoleNotFound, http.StatusNotFound},
+	{"roles_pending", engine.ErrRolesPending, http.StatusConflict},
+	{"role_in_use", engine.ErrRoleInUse, http.StatusConflict},
+	{"no_agent", engine.ErrNoAgent, http.StatusConflict},
 	{"image_not_found", engine.ErrImageNotFound, http.StatusNotFound},
 	{"not_found", engine.ErrNotFound, http.StatusNotFound},
 	{"unauthorized", engine.ErrUnauthorized, http.StatusBadGateway},
@@ -157,6 +238,13 @@ func encodeError(err error) (*wireError, int) {
 	var terr *engine.TaskError
 	if errors.As(err, &terr) {
 		return &wireError{Code: "task_failed", Message: err.Error(), Details: &errorDetails{What: terr.What, TaskState: terr.State, TaskMessages: terr.Messages}}, http.StatusBadGateway
+	}
+	if rd := encodeRoleError(err); rd != nil {
+		status := http.StatusUnprocessableEntity
+		if rd.Kind == "failed" {
+			status = http.StatusConflict
+		}
+		return &wireError{Code: "role_error", Message: err.Error(), Details: &errorDetails{RoleError: rd}}, status
 	}
 	var aerr *engine.AmbiguousSystemError
 	if errors.As(err, &aerr) {
@@ -213,6 +301,12 @@ func decodeError(w *wireError) error {
 	case "task_failed":
 		if d.TaskState != "" {
 			return &engine.TaskError{What: d.What, State: d.TaskState, Messages: d.TaskMessages}
+		}
+	case "role_error":
+		if d.RoleError != nil {
+			if err := decodeRoleError(d.RoleError); err != nil {
+				return err
+			}
 		}
 	case "invalid_token":
 		return &RemoteError{Code: w.Code, Message: w.Message, kind: ErrInvalidToken}

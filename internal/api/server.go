@@ -334,6 +334,58 @@ func (s *Server) routes() {
 			return struct{}{}, s.eng.Deprovision(ctx, bmc, req.Image, req.Wipe)
 		})
 	})
+	auth("PUT /v1/roles/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var role engine.Role
+		if s.decode(w, r, &role) {
+			if role.Name != r.PathValue("name") {
+				s.reply(w, nil, badRequest("role name %q in the body does not match the URL's %q", role.Name, r.PathValue("name")))
+				return
+			}
+			out, err := s.eng.PutRole(r.Context(), role)
+			s.reply(w, out, err)
+		}
+	})
+	auth("POST /v1/roles-check/role", func(w http.ResponseWriter, r *http.Request) {
+		var role engine.Role
+		if s.decode(w, r, &role) {
+			s.reply(w, struct{}{}, s.eng.CheckRole(r.Context(), role))
+		}
+	})
+	auth("POST /v1/roles-check/machine", func(w http.ResponseWriter, r *http.Request) {
+		var req rolesCheckRequest
+		if s.decode(w, r, &req) {
+			s.reply(w, struct{}{}, s.eng.CheckRoles(r.Context(), req.Selection, req.Facts))
+		}
+	})
+	auth("GET /v1/roles/{name}", func(w http.ResponseWriter, r *http.Request) {
+		out, err := s.eng.Role(r.Context(), r.PathValue("name"))
+		s.reply(w, out, err)
+	})
+	auth("DELETE /v1/roles/{name}", func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, struct{}{}, s.eng.DeleteRole(r.Context(), r.PathValue("name")))
+	})
+	auth("POST /v1/roles/status", func(w http.ResponseWriter, r *http.Request) {
+		var req bmcRequest
+		if s.decode(w, r, &req) {
+			out, err := s.eng.RoleStatus(r.Context(), req.BMC)
+			s.reply(w, out, err)
+		}
+	})
+	auth("POST /v1/roles/apply", func(w http.ResponseWriter, r *http.Request) {
+		var req rolesApplyRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		id, bmc, err := s.machineID(r.Context(), req.BMC)
+		if err != nil {
+			s.bmcResult(err)
+			s.reply(w, nil, err)
+			return
+		}
+		s.accept(w, "roles", id, req.Timeout, nil, func(ctx context.Context) (any, error) {
+			return s.eng.ApplyRoles(ctx, bmc, req.Selection)
+		})
+	})
 	auth("GET /v1/operations/{id}", s.getOperation)
 
 	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {

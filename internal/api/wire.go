@@ -81,6 +81,17 @@ type volumeDeleteRequest struct {
 	Timeout   Duration   `json:"timeout,omitempty"`
 }
 
+type rolesApplyRequest struct {
+	BMC       engine.BMC           `json:"bmc"`
+	Selection engine.RoleSelection `json:"selection"`
+	Timeout   Duration             `json:"timeout,omitempty"`
+}
+
+type rolesCheckRequest struct {
+	Selection engine.RoleSelection `json:"selection"`
+	Facts     engine.RoleFacts     `json:"facts"`
+}
+
 type acceptedResponse struct {
 	Operation string `json:"operation"`
 }

@@ -35,6 +35,9 @@ type BootConfig struct {
 	// when Interface is set, and a failure to start is then only logged;
 	// an explicit true makes that failure an error, false turns it off.
 	RouterAdvertisements *bool `json:"router_advertisements,omitempty"`
+	// AgentBinary is the role agent served to machines at
+	// /agent/v1/binary (default: this binary on Linux).
+	AgentBinary string `json:"agent_binary,omitempty"`
 }
 
 // DHCP modes.
@@ -137,6 +140,10 @@ type ProvisionSpec struct {
 	// BootMAC is the NIC that network-boots; empty: the first NIC with link.
 	BootMAC string `json:"boot_mac,omitempty"`
 	WaitFor string `json:"wait_for,omitempty"`
+	// Agent installs the role agent, so roles can change in place later.
+	Agent bool `json:"agent,omitempty"`
+	// Roles are applied at install (with their requirements, in order).
+	Roles RoleSelection `json:"roles,omitzero"`
 }
 
 // ProvisionResult says how far a provisioning got.

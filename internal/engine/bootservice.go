@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,11 +26,13 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/boot/agentapi"
 	"github.com/composable-metal/terraform-provider-metal/internal/boot/artifact"
 	"github.com/composable-metal/terraform-provider-metal/internal/boot/dhcp"
 	"github.com/composable-metal/terraform-provider-metal/internal/boot/httpboot"
 	"github.com/composable-metal/terraform-provider-metal/internal/boot/render"
 	"github.com/composable-metal/terraform-provider-metal/internal/boot/tftp"
+	"github.com/composable-metal/terraform-provider-metal/internal/roles"
 	"github.com/composable-metal/terraform-provider-metal/internal/store"
 )
 
@@ -60,6 +63,12 @@ type registration struct {
 	bootedAt      time.Time
 	// failed is what the machine reported when it gave up.
 	failed string
+	// nonce derives the token and the agent credential.
+	nonce string
+	// report is the role agent's last report; agentSeen its last poll.
+	report     *roles.Report
+	reportedAt time.Time
+	agentSeen  time.Time
 }
 
 // persisted is what the store keeps of a registration besides its indexed
@@ -79,6 +88,9 @@ type bootService struct {
 	cache   *artifact.Cache
 	secret  []byte
 	baseURL string
+
+	// rolesMu serialises catalog changes (read, check, write).
+	rolesMu sync.Mutex
 
 	mu     sync.Mutex
 	byID   map[string]*registration
@@ -204,7 +216,13 @@ func (s *bootService) load() error {
 			continue
 		}
 		r := &registration{id: m.ID, macs: m.MACs, ip: m.IP, hostname: m.Hostname, action: p.Action, vars: p.Vars, status: m.Status,
-			token: s.tokenFor(m.ID, p.Nonce)}
+			token: s.tokenFor(m.ID, p.Nonce), nonce: p.Nonce}
+		if rep, err := s.store.GetRoleReport(m.ID); err == nil {
+			var rr roles.Report
+			if json.Unmarshal(rep.Report, &rr) == nil {
+				r.report, r.reportedAt = &rr, rep.ReceivedAt
+			}
+		}
 		if m.Status == statusProvisioned || m.Status == statusWiped {
 			r.provisionedAt = m.UpdatedAt
 		}
@@ -267,7 +285,10 @@ func (s *bootService) listen() (err error) {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/agent/", agentapi.New(agentapi.Config{Backend: s, BinaryPath: agentBinary(s.cfg.AgentBinary), Logger: s.log.With("subsystem", "agent")}))
+	mux.Handle("/", handler)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
 
 	var dhcpSrv *dhcp.Server
 	if mode := s.cfg.DHCP.Mode; mode != "" && mode != DHCPOff {
@@ -345,6 +366,19 @@ func (s *bootService) listen() (err error) {
 	go func() { s.done <- g.Wait() }()
 	s.log.Info("boot service started", "http", s.baseURL, "dhcp", s.cfg.DHCP.Mode, "tftp", s.cfg.TFTP.Enabled, "router_advertisements", raSrv != nil)
 	return nil
+}
+
+// agentBinary is the binary served to machines as their role agent:
+// configured, or this very binary when it is a Linux one.
+func agentBinary(configured string) string {
+	if configured != "" || runtime.GOOS != "linux" {
+		return configured
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return exe
 }
 
 func dirIfExists(d string) string {
@@ -482,7 +516,7 @@ func (s *bootService) register(id string, macs []string, ip netip.Addr, action h
 	}); err != nil {
 		return fmt.Errorf("registering machine %s: %w", id, err)
 	}
-	r := &registration{id: id, macs: macs, ip: ip, hostname: vars.Hostname, token: token, action: action, vars: vars, status: status}
+	r := &registration{id: id, macs: macs, ip: ip, hostname: vars.Hostname, token: token, action: action, vars: vars, status: status, nonce: nonce}
 	if hadOld {
 		r.leased = old.leased
 		s.unindex(old)
@@ -511,7 +545,7 @@ func (s *bootService) deregister(id string) error {
 	if err := s.store.DeleteMachine(id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	return nil
+	return s.store.DeleteRoleReport(id)
 }
 
 func (s *bootService) record(id, source, stage, msg string) {
@@ -700,18 +734,7 @@ func (s *bootService) MachineByToken(_ context.Context, token string) (*httpboot
 	if !ok || !httpboot.TokensEqual(r.token, token) || !r.provisionedAt.IsZero() {
 		return nil, httpboot.ErrInvalidToken
 	}
-	vars := r.vars
-	if vars.Network.Address == "" && r.leased.IsValid() && s.cfg.DHCP.Subnet.IsValid() && s.cfg.DHCP.Subnet.Contains(r.leased) {
-		// Render the leased address as static configuration, so the
-		// installed system keeps it when this boot service is gone.
-		vars.Network = render.Network{Address: netip.PrefixFrom(r.leased, s.cfg.DHCP.Subnet.Bits()).String()}
-		if s.cfg.DHCP.Router.IsValid() {
-			vars.Network.Gateway = s.cfg.DHCP.Router.String()
-		}
-		for _, d := range s.cfg.DHCP.DNS {
-			vars.Network.DNS = append(vars.Network.DNS, d.String())
-		}
-	}
+	vars := s.varsLocked(r)
 	return &httpboot.Machine{ID: r.id, Action: r.action, Vars: vars}, nil
 }
 

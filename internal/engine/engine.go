@@ -62,6 +62,28 @@ type Engine interface {
 	// Discovered lists unregistered machines that asked to network-boot.
 	Discovered(ctx context.Context) ([]DiscoveredMachine, error)
 
+	// PutRole validates a role and stores it in the catalog, replacing one
+	// of the same name. A requirement that does not exist gives a
+	// *MissingRoleErr, one that closes a cycle a *CycleError.
+	PutRole(ctx context.Context, role Role) (*RoleInfo, error)
+	// CheckRole is PutRole without storing (plan time).
+	CheckRole(ctx context.Context, role Role) error
+	// CheckRoles resolves and renders a machine's roles with the facts
+	// known so far (plan time).
+	CheckRoles(ctx context.Context, sel RoleSelection, facts RoleFacts) error
+	// Role returns a catalog role, or an error matching ErrRoleNotFound.
+	Role(ctx context.Context, name string) (*RoleInfo, error)
+	// DeleteRole removes a role (gone already is not an error); one that
+	// other roles require gives ErrRoleInUse.
+	DeleteRole(ctx context.Context, name string) error
+	// ApplyRoles sets a provisioned machine's roles and waits (per ctx)
+	// until its agent reports them: a failed role gives a
+	// *RoleFailedError, no report ErrAgentTimeout.
+	ApplyRoles(ctx context.Context, bmc BMC, sel RoleSelection) (*RoleStatus, error)
+	// RoleStatus reports a machine's desired roles and its agent's last
+	// report.
+	RoleStatus(ctx context.Context, bmc BMC) (*RoleStatus, error)
+
 	// Close releases what the engine holds. Safe to call more than once.
 	Close() error
 }

@@ -178,8 +178,29 @@ func machineVars(svc *bootService, img store.Image, id string, macs []string, sp
 	}
 }
 
+// withRoles adds the spec's roles and agent to vars. The credential is
+// derived per request, never stored.
+func (s *bootService) withRoles(vars *render.MachineVars, spec ProvisionSpec, inv *Inventory, planning bool) error {
+	if !spec.Agent && len(spec.Roles.Roles) == 0 {
+		return nil
+	}
+	s.rolesMu.Lock()
+	ordered, values, err := s.resolveRoles(spec.Roles, planning)
+	s.rolesMu.Unlock()
+	if err != nil {
+		return err
+	}
+	vars.Roles, vars.RoleValues, vars.Inventory = ordered, values, inventoryFacts(inv)
+	vars.Agent = &render.Agent{Generation: 1}
+	return nil
+}
+
+// PlaceholderCredential stands in for the agent credential in plan-time
+// renderings.
+const PlaceholderCredential = "CREDENTIAL-ISSUED-AT-APPLY-TIME"
+
 // Render shows what a machine will boot, with a placeholder token.
-func (e *Embedded) Render(_ context.Context, bmc BMC, macs []string, spec ProvisionSpec) (*Rendered, error) {
+func (e *Embedded) Render(ctx context.Context, bmc BMC, macs []string, spec ProvisionSpec) (*Rendered, error) {
 	svc, err := e.bootSvc()
 	if err != nil {
 		return nil, err
@@ -207,6 +228,19 @@ func (e *Embedded) Render(_ context.Context, bmc BMC, macs []string, spec Provis
 	}
 	vars := machineVars(svc, img, id, macs, spec)
 	vars.Token = PlaceholderToken
+	if spec.Agent || len(spec.Roles.Roles) > 0 {
+		var inv *Inventory
+		if len(spec.Roles.Roles) > 0 {
+			// Role templates may use the inventory.
+			if inv, err = e.Machine(ctx, bmc); err != nil {
+				return nil, err
+			}
+		}
+		if err := svc.withRoles(&vars, spec, inv, true); err != nil {
+			return nil, err
+		}
+		vars.Agent.Credential = id + "." + PlaceholderCredential
+	}
 	script, err := render.IPXEScript(vars)
 	if err != nil {
 		return nil, err
@@ -266,6 +300,14 @@ func (e *Embedded) Provision(ctx context.Context, bmc BMC, spec ProvisionSpec) (
 		static = p.Addr()
 	}
 	vars := machineVars(svc, img, id, macs, spec)
+	if err := svc.withRoles(&vars, spec, inv, false); err != nil {
+		return nil, err
+	}
+	if len(vars.Roles) > 0 {
+		if _, err := vars.DesiredRoles(); err != nil {
+			return nil, err
+		}
+	}
 	if err := svc.register(id, []string{spec.BootMAC}, static, httpboot.ActionInstall, vars); err != nil {
 		return nil, err
 	}

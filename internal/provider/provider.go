@@ -316,6 +316,7 @@ func (p *metalProvider) Resources(context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewMachineResource,
 		NewOSImageResource,
+		NewRoleResource,
 		NewRAIDVolumeResource,
 		NewBIOSProfileResource,
 	}

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/agent"
 	"github.com/composable-metal/terraform-provider-metal/internal/bmcsim"
 	"github.com/composable-metal/terraform-provider-metal/internal/daemon/daemontest"
 )
@@ -27,6 +29,10 @@ import (
 var testServer = New("test", "")
 
 func TestMain(m *testing.M) {
+	// The roles tests run this binary as the machine's agent process.
+	if os.Getenv(agentProcessEnv) == "1" {
+		os.Exit(agent.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	testServer.Shutdown()
 	daemontest.Cleanup()

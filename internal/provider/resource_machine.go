@@ -111,6 +111,9 @@ type machineResourceModel struct {
 	Timeline         types.List   `tfsdk:"timeline"`
 	RenderedIPXE     types.String `tfsdk:"rendered_ipxe"`
 	RenderedUserData types.String `tfsdk:"rendered_user_data"`
+
+	Roles          types.List `tfsdk:"roles"`
+	RoleParameters types.Map  `tfsdk:"role_parameters"`
 }
 
 type machineBMCModel struct {
@@ -249,7 +252,7 @@ func machineResourceSchemaV0(ctx context.Context) schema.Schema {
 					},
 				},
 			},
-		}, machineProvisioningAttributes()),
+		}, machineProvisioningAttributes(), machineRoleAttributes()),
 		Blocks: map[string]schema.Block{
 			"timeouts": timeoutsBlock(ctx),
 		},
@@ -591,9 +594,21 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 		}
 	}
 	plan.applyInventory(inv, true)
-	var state machineResourceModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	plan.keepProvisioning(&state)
+	if !prior.MachineID.IsNull() && rolesChanged(&plan, &prior) {
+		if !r.applyRoles(ctx, bmc, &plan, &prior, resp) {
+			return
+		}
+	}
+	if plan.RenderedIPXE.IsUnknown() || plan.RenderedUserData.IsUnknown() {
+		// A role changed with this machine: render what an install would
+		// use now that the catalog holds it.
+		if spec, known, d := plan.provisionSpec(ctx); known && !d.HasError() {
+			if out, err := r.render(ctx, bmc, nicMACs(ctx, plan.NICs), spec); err == nil {
+				plan.RenderedIPXE, plan.RenderedUserData = out.ipxe, out.userData
+			}
+		}
+	}
+	plan.keepProvisioning(&prior)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 

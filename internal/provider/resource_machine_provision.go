@@ -235,13 +235,17 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 			engine.ErrBootServiceNotConfigured, pathOSImage))
 		return
 	}
-	if req.State.Raw.IsNull() || r.engine == nil {
-		return // created: everything is known after apply
+	var state *machineResourceModel
+	if !req.State.Raw.IsNull() {
+		state = &machineResourceModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, state)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
 	}
-	var state machineResourceModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
+	r.checkRolesAtPlan(ctx, &plan, state, &resp.Diagnostics)
+	if state == nil || r.engine == nil || resp.Diagnostics.HasError() {
+		return // created: everything is known after apply
 	}
 	// An existing machine is not provisioned again in place (any install
 	// input replaces it, and Terraform then plans the new one from a null
@@ -254,7 +258,10 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		plan.IPAddress = state.IPAddress
 	}
 	plan.RenderedIPXE, plan.RenderedUserData = state.RenderedIPXE, state.RenderedUserData
-	if rendered, ok := r.renderAtPlan(ctx, &plan, &state); ok {
+	if _, known, _ := plan.roleSelection(ctx); !known {
+		// A role's ref is not known yet: its content changes in this plan.
+		plan.RenderedIPXE, plan.RenderedUserData = types.StringUnknown(), types.StringUnknown()
+	} else if rendered, ok := r.renderAtPlan(ctx, &plan, state); ok {
 		plan.RenderedIPXE, plan.RenderedUserData = rendered.ipxe, rendered.userData
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
@@ -278,6 +285,9 @@ func (r *machineResource) renderAtPlan(ctx context.Context, plan, state *machine
 	}
 	bmc := engine.BMC{Endpoint: plan.BMC.Endpoint.ValueString(), SystemID: state.BMC.SystemID.ValueString()}
 	out, err := r.render(ctx, bmc, nicMACs(ctx, state.NICs), spec)
+	if errors.Is(err, engine.ErrRolesPending) {
+		return renderedValues{ipxe: types.StringUnknown(), userData: types.StringUnknown()}, true
+	}
 	if err != nil {
 		tflog.Debug(ctx, "Not rendering the machine's boot at plan time", map[string]any{"error": err.Error()})
 		return renderedValues{}, false
@@ -349,7 +359,11 @@ func (m *machineResourceModel) provisionSpecOf(ctx context.Context) (spec engine
 	if !m.DNS.IsNull() && !m.DNS.IsUnknown() {
 		diags.Append(m.DNS.ElementsAs(ctx, &spec.DNS, false)...)
 	}
-	return spec, true, diags
+	spec.Agent = !m.Roles.IsNull()
+	sel, known, d := m.roleSelection(ctx)
+	diags.Append(d...)
+	spec.Roles = sel
+	return spec, known, diags
 }
 
 // clearProvisioning sets the provisioning results of a machine without
@@ -465,8 +479,8 @@ func (r *machineResource) createProvisioned(ctx context.Context, bmc engine.BMC,
 			resp.Diagnostics.Append(engineErrorDiagnostic(opCreate, err))
 		default:
 			// Nothing was changed on the machine (no image, no boot
-			// service, an input the renderer refused).
-			resp.Diagnostics.Append(bootErrorDiagnostic(opCreate, err, pathOSImage))
+			// service, an input the renderer or a role refused).
+			resp.Diagnostics.Append(roleErrorDiagnostic(opCreate, err, pathOSImage))
 			return
 		}
 		if plan.MachineID.IsUnknown() {

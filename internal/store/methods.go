@@ -545,6 +545,77 @@ func (s *Store) DeleteImage(name string) error {
 	return deleteOne(s, bucketImages, "image", name)
 }
 
+// ---- Roles ----
+
+// PutRole creates or replaces role r.Name and returns the stored record.
+func (s *Store) PutRole(r Role) (Role, error) {
+	if err := checkKey("role", r.Name); err != nil {
+		return Role{}, err
+	}
+	now := s.now()
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRoles)
+		old, ok, err := getJSON[Role](b, []byte(r.Name))
+		if err != nil {
+			return err
+		}
+		r.CreatedAt, r.UpdatedAt = now, now
+		if ok {
+			r.CreatedAt = old.CreatedAt
+		}
+		return putJSON(b, []byte(r.Name), r)
+	})
+	if err != nil {
+		return Role{}, err
+	}
+	return r, nil
+}
+
+// GetRole returns role name.
+func (s *Store) GetRole(name string) (Role, error) {
+	return getOne[Role](s, bucketRoles, "role", name)
+}
+
+// ListRoles returns every role, ordered by name.
+func (s *Store) ListRoles() ([]Role, error) {
+	var out []Role
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		out, err = listJSON[Role](tx.Bucket(bucketRoles), nil)
+		return err
+	})
+	return out, err
+}
+
+// DeleteRole deletes role name.
+func (s *Store) DeleteRole(name string) error {
+	return deleteOne(s, bucketRoles, "role", name)
+}
+
+// PutRoleReport replaces the machine's last role report.
+func (s *Store) PutRoleReport(r RoleReport) error {
+	if err := checkKey("machine", r.MachineID); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketReports), []byte(r.MachineID), r)
+	})
+}
+
+// GetRoleReport returns the machine's last role report.
+func (s *Store) GetRoleReport(machineID string) (RoleReport, error) {
+	return getOne[RoleReport](s, bucketReports, "role report", machineID)
+}
+
+// DeleteRoleReport forgets the machine's role report (none is not an error).
+func (s *Store) DeleteRoleReport(machineID string) error {
+	err := deleteOne(s, bucketReports, "role report", machineID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // ---- shared ----
 
 func getOne[T any](s *Store, bucket []byte, kind, key string) (T, error) {

@@ -161,6 +161,21 @@ type Image struct {
 	UpdatedAt time.Time         `json:"updated_at"` // set by the store
 }
 
+// Role is a role definition in the catalog. The store keeps it opaque.
+type Role struct {
+	Name       string          `json:"name"`
+	Definition json.RawMessage `json:"definition"`
+	CreatedAt  time.Time       `json:"created_at"` // set by the store
+	UpdatedAt  time.Time       `json:"updated_at"` // set by the store
+}
+
+// RoleReport is the last report a machine's agent sent, kept opaque.
+type RoleReport struct {
+	MachineID  string          `json:"machine_id"`
+	Report     json.RawMessage `json:"report"`
+	ReceivedAt time.Time       `json:"received_at"`
+}
+
 // MaxKeyLen bounds IDs and names.
 const MaxKeyLen = 512
 

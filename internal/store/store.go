@@ -29,7 +29,7 @@ import (
 )
 
 // SchemaVersion is the on-disk schema version this code reads and writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Defaults for zero Options fields.
 const (
@@ -110,9 +110,11 @@ var (
 	bucketEvents     = []byte("events") // one nested bucket per machine ID
 	bucketOperations = []byte("operations")
 	bucketImages     = []byte("images")
+	bucketRoles      = []byte("roles")        // since schema 2
+	bucketReports    = []byte("role_reports") // since schema 2, by machine ID
 
 	allBuckets = [][]byte{bucketMeta, bucketMachines, bucketMachineMAC, bucketLeases,
-		bucketLeaseIP, bucketEvents, bucketOperations, bucketImages}
+		bucketLeaseIP, bucketEvents, bucketOperations, bucketImages, bucketRoles, bucketReports}
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -123,7 +125,17 @@ type migration func(tx *bolt.Tx) error
 
 // migrations[v] upgrades version v to v+1. When bumping SchemaVersion, add
 // the step here; all pending steps and the version bump commit atomically.
-var migrations = map[int]migration{}
+var migrations = map[int]migration{
+	// 2: roles and their reports.
+	1: func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRoles, bucketReports} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
 
 // Store is an open state file.
 type Store struct {

@@ -140,7 +140,7 @@ func TestCorruptOrForeignFile(t *testing.T) {
 
 func TestMigration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := Open(path, Options{})
+	s, err := open(path, Options{}, 1, nil)
 	must(t, err)
 	_, err = s.PutMachine(Machine{ID: "m1", Status: "old"})
 	must(t, err)
@@ -199,12 +199,12 @@ func TestMigration(t *testing.T) {
 	if ran != 1 {
 		t.Fatalf("migration ran %d times", ran)
 	}
-	if _, err := Open(path, Options{}); !errors.Is(err, ErrSchemaTooNew) {
+	if _, err := open(path, Options{}, 1, nil); !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("v1 code opened v2 file: %v", err)
 	}
 	// Read-only opening of an old file can't migrate.
 	path1 := filepath.Join(t.TempDir(), "v1.db")
-	s, err = Open(path1, Options{})
+	s, err = open(path1, Options{}, 1, nil)
 	must(t, err)
 	must(t, s.Close())
 	if _, err := open(path1, Options{ReadOnly: true}, 2, up); err == nil {
@@ -255,5 +255,46 @@ func TestBackup(t *testing.T) {
 	must(t, c.Check())
 	if m, err := c.GetMachineByMAC("52-54-00-00-00-01"); err != nil || m.ID != "m1" {
 		t.Fatalf("backup content: %+v %v", m, err)
+	}
+}
+
+// A schema 1 file (before roles) opens with the real migrations and can
+// then hold roles and reports; its machines survive.
+func TestMigrationAddsRoles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := open(path, Options{}, 1, nil)
+	must(t, err)
+	must(t, s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRoles, bucketReports} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	_, err = s.PutMachine(Machine{ID: "m1"})
+	must(t, err)
+	must(t, s.Close())
+
+	s, err = Open(path, Options{})
+	must(t, err)
+	if _, err := s.GetMachine("m1"); err != nil {
+		t.Fatalf("machine lost in migration: %v", err)
+	}
+	if _, err := s.PutRole(Role{Name: "base", Definition: []byte(`{"name":"base"}`)}); err != nil {
+		t.Fatalf("PutRole after migration: %v", err)
+	}
+	must(t, s.PutRoleReport(RoleReport{MachineID: "m1", Report: []byte(`{}`)}))
+	if r, err := s.GetRole("base"); err != nil || string(r.Definition) != `{"name":"base"}` {
+		t.Fatalf("GetRole = %+v, %v", r, err)
+	}
+	must(t, s.DeleteRoleReport("m1"))
+	must(t, s.DeleteRoleReport("m1"))
+	if _, err := s.GetRoleReport("m1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("report after delete: %v", err)
+	}
+	must(t, s.Close())
+	if v := rawVersion(t, path, ""); v != strconv.Itoa(SchemaVersion) {
+		t.Fatalf("version %s after migration", v)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+
+	"github.com/composable-metal/terraform-provider-metal/internal/tmplfuncs"
 )
 
 //go:embed templates/*.tmpl
@@ -185,6 +187,15 @@ func Config(v MachineVars, name string) ([]byte, error) {
 	}
 	switch name {
 	case ConfigUserData:
+		if len(n.Roles) > 0 || n.Agent != nil {
+			r, rerr := n.rolesCloudConfig()
+			if rerr != nil {
+				return nil, rerr
+			}
+			if out, err = MergeUserData(out, string(r)); err != nil {
+				return nil, fmt.Errorf("render %s: roles: %w", name, err)
+			}
+		}
 		out, err = MergeUserData(out, n.UserData)
 	case ConfigKickstart:
 		if n.UserData != "" {
@@ -228,7 +239,7 @@ func (n *normalized) execute(name string, data map[string]any) ([]byte, error) {
 			return nil, fmt.Errorf("render: no template %q", name)
 		}
 	}
-	t, err := template.New(name).Option("missingkey=error").Funcs(Funcs()).Parse(text)
+	t, err := template.New(name).Option("missingkey=error").Funcs(tmplfuncs.Funcs()).Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
@@ -266,7 +277,7 @@ func finishIgnition(out []byte, userData string) ([]byte, error) {
 		}
 		merge, _ := c["merge"].([]any)
 		c["merge"] = append(merge, map[string]any{"source": "data:;base64," + b64(userData)})
-		b, err := jsonMarshal(cfg)
+		b, err := tmplfuncs.JSONMarshal(cfg)
 		if err != nil {
 			return nil, err
 		}

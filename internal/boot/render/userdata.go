@@ -16,6 +16,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/tmplfuncs"
 	"gopkg.in/yaml.v3"
 )
 
@@ -80,25 +81,31 @@ func MergeUserData(base []byte, user string) ([]byte, error) {
 }
 
 func mergeCloudConfig(base []byte, user string) ([]byte, error) {
+	return mergeCloudConfigAs(base, user, "user_data")
+}
+
+// mergeCloudConfigAs deep-merges the #cloud-config user into base; field
+// names user in errors.
+func mergeCloudConfigAs(base []byte, user, field string) ([]byte, error) {
 	var b, u any
 	if err := yaml.Unmarshal(base, &b); err != nil {
 		return nil, fmt.Errorf("rendered user-data is not YAML: %w", err)
 	}
 	if err := yaml.Unmarshal([]byte(user), &u); err != nil {
-		return nil, &ValidationError{Field: "user_data", Reason: "#cloud-config is not valid YAML: " + err.Error()}
+		return nil, &ValidationError{Field: field, Reason: "#cloud-config is not valid YAML: " + err.Error()}
 	}
 	if u == nil {
 		return base, nil
 	}
 	um, ok := u.(map[string]any)
 	if !ok {
-		return nil, &ValidationError{Field: "user_data", Reason: "#cloud-config must be a YAML mapping"}
+		return nil, &ValidationError{Field: field, Reason: "#cloud-config must be a YAML mapping"}
 	}
 	bm, _ := b.(map[string]any)
 	if bm == nil {
 		bm = map[string]any{}
 	}
-	out, err := toYAML(deepMerge(bm, um))
+	out, err := tmplfuncs.ToYAML(deepMerge(bm, um))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/composable-metal/terraform-provider-metal/internal/roles"
 )
 
 // Kind is how a machine installs its operating system.
@@ -95,6 +97,16 @@ type MachineVars struct {
 	Kind  Kind
 	// Metadata is free-form data for user templates (.metadata.key).
 	Metadata map[string]string
+	// Roles are the machine's roles in application order (the closure of
+	// what it uses, templates not rendered yet); RoleValues maps a role
+	// name to the machine's parameter values for it. Rendered into
+	// user-data (KindsWithRoles only).
+	Roles      []roles.Role
+	RoleValues map[string]map[string]string
+	// Inventory is what role templates see as .machine.inventory.
+	Inventory map[string]any
+	// Agent, when set, makes the install config install the role agent.
+	Agent *Agent
 	// Templates overrides built-in templates by file name: "script.ipxe",
 	// "wipe.ipxe" or a config name (see ConfigNames). It is not visible to
 	// templates.
@@ -200,6 +212,9 @@ func (v *MachineVars) normalize() (*normalized, error) {
 	}
 	if !slices.Contains(Kinds(), v.Kind) {
 		return nil, invalid("kind", "%q is not one of %v", v.Kind, Kinds())
+	}
+	if err := n.checkRoles(); err != nil {
+		return nil, err
 	}
 	for field, sum := range map[string]string{
 		"image.kernel_sha256": v.Image.KernelSHA256,

@@ -1,4 +1,6 @@
-package render
+// Package tmplfuncs is the function set every template of the project gets
+// (install configs and role content), so both template kinds agree.
+package tmplfuncs
 
 import (
 	"bytes"
@@ -33,7 +35,7 @@ func Funcs() template.FuncMap {
 		"join":     join,
 		"indent":   indent,
 		"nindent":  func(n int, s string) string { return "\n" + indent(n, s) },
-		"toYAML":   toYAML,
+		"toYAML":   ToYAML,
 		"toJSON":   toJSON,
 		"b64enc":   func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
 		"dataURL":  func(s string) string { return "data:;base64," + base64.StdEncoding.EncodeToString([]byte(s)) },
@@ -54,7 +56,7 @@ func str(v any) string {
 }
 
 func quote(v any) (string, error) {
-	b, err := jsonMarshal(str(v))
+	b, err := JSONMarshal(str(v))
 	return string(b), err
 }
 
@@ -91,7 +93,9 @@ func indent(n int, s string) string {
 	return strings.Join(lines, "\n")
 }
 
-func toYAML(v any) (string, error) {
+// ToYAML renders v as block-style YAML with a 2-space indent and no
+// trailing newline.
+func ToYAML(v any) (string, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -105,11 +109,12 @@ func toYAML(v any) (string, error) {
 }
 
 func toJSON(v any) (string, error) {
-	b, err := jsonMarshal(v)
+	b, err := JSONMarshal(v)
 	return string(b), err
 }
 
-func jsonMarshal(v any) ([]byte, error) {
+// JSONMarshal is json.Marshal without HTML escaping.
+func JSONMarshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
