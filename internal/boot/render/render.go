@@ -178,6 +178,13 @@ func Config(v MachineVars, name string) ([]byte, error) {
 	}
 	d := n.data()
 	d["action"] = "install"
+	if name == ConfigImageEnv {
+		a, err := n.agentData()
+		if err != nil {
+			return nil, err
+		}
+		d["agent"] = a
+	}
 	if n.Kind == KindIgnition {
 		d["ignition"] = ignitionBase(n)
 	}

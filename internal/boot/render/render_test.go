@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/composable-metal/terraform-provider-metal/internal/roles"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -99,6 +101,24 @@ func TestGoldenScripts(t *testing.T) {
 	})
 }
 
+// withRoles gives the machine a two-role stack, its agent and user data
+// that merges on top.
+func withRoles(v *MachineVars) {
+	port := "6443"
+	v.Roles = []roles.Role{
+		{Name: "base", Files: []roles.File{{Path: "/etc/motd", Content: "{{ .machine.hostname }} at {{ .machine.ip_address }}\n"}},
+			Packages: []string{"chrony"}, CloudConfig: "#cloud-config\ntimezone: UTC\n"},
+		{Name: "worker", Requires: []string{"base"},
+			Parameters: map[string]roles.Parameter{"endpoint": {Type: roles.TypeString}, "port": {Type: roles.TypeNumber, Default: &port}},
+			Files:      []roles.File{{Path: "/etc/worker.env", Content: "JOIN={{ .params.endpoint }}:{{ .params.port }}\n", Mode: "0600", Owner: "worker"}},
+			Packages:   []string{"chrony", "containerd"},
+			Scripts:    []string{"systemctl restart worker", "#!/usr/bin/env python3\nprint('hi')\n"}},
+	}
+	v.RoleValues = map[string]map[string]string{"worker": {"endpoint": "cp.example"}}
+	v.Agent = &Agent{Credential: "rack1-node07.CREDENTIAL", Generation: 1}
+	v.UserData = "#cloud-config\nruncmd:\n  - echo user-runs-last\n"
+}
+
 func TestGoldenConfigs(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -130,6 +150,8 @@ func TestGoldenConfigs(t *testing.T) {
 			v.UserData = `{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/motd","contents":{"source":"data:,hi"}}]}}`
 		}},
 		{"image.env", KindImage, ConfigImageEnv, func(v *MachineVars) { v.MachineID = "rack1-node'07" }},
+		{"user-data-roles", KindCloudInit, ConfigUserData, withRoles},
+		{"image.env-agent", KindImage, ConfigImageEnv, withRoles},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

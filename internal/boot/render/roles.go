@@ -1,6 +1,7 @@
 package render
 
 import (
+	"encoding/base64"
 	"fmt"
 	"path"
 	"slices"
@@ -143,6 +144,32 @@ func (n *normalized) rolesCloudConfig() ([]byte, error) {
 		}
 	}
 	return doc, nil
+}
+
+// agentData is what an image writer needs to set the agent up on the
+// written system (image.env's METAL_AGENT_*): the binary's URL and the
+// agent's config and seeded state, base64 JSON. Empty without an agent.
+func (n *normalized) agentData() (map[string]any, error) {
+	a := map[string]any{"binary_url": "", "config_b64": "", "state_b64": ""}
+	if n.Agent == nil {
+		return a, nil
+	}
+	d, err := n.DesiredRoles()
+	if err != nil {
+		return nil, err
+	}
+	conf, err := tmplfuncs.JSONMarshal(roles.AgentConfig{Server: n.base, MachineID: n.MachineID, Credential: n.Agent.Credential})
+	if err != nil {
+		return nil, err
+	}
+	state, err := tmplfuncs.JSONMarshal(roles.SeedState(d))
+	if err != nil {
+		return nil, err
+	}
+	a["binary_url"] = n.base + roles.PathBinary
+	a["config_b64"] = base64.StdEncoding.EncodeToString(conf)
+	a["state_b64"] = base64.StdEncoding.EncodeToString(state)
+	return a, nil
 }
 
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
