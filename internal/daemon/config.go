@@ -51,6 +51,7 @@ type BootYAML struct {
 	Interface            string   `yaml:"interface"`
 	HTTPListen           string   `yaml:"http_listen"`
 	IPXEDir              string   `yaml:"ipxe_dir"`
+	AgentBinary          string   `yaml:"agent_binary"`
 	RouterAdvertisements *bool    `yaml:"router_advertisements"`
 	DHCP                 DHCPYAML `yaml:"dhcp"`
 	TFTP                 TFTPYAML `yaml:"tftp"`
@@ -124,6 +125,7 @@ func (c *Config) engineConfig() (engine.Config, error) {
 		HTTPListen:           orDefault(b.HTTPListen, DefaultHTTPListen),
 		StateDir:             c.StateDir,
 		IPXEDir:              orDefault(b.IPXEDir, DefaultIPXEDir),
+		AgentBinary:          b.AgentBinary,
 		RouterAdvertisements: b.RouterAdvertisements,
 		DHCP: engine.DHCPConfig{
 			Mode: orDefault(b.DHCP.Mode, engine.DHCPAuthoritative), Listen: orDefault(b.DHCP.Listen, DefaultDHCPListen),

@@ -49,13 +49,14 @@ var (
 
 // bootServiceModel maps the provider's boot_service block.
 type bootServiceModel struct {
-	Address    types.String `tfsdk:"address"`
-	Interface  types.String `tfsdk:"interface"`
-	HTTPListen types.String `tfsdk:"http_listen"`
-	StateDir   types.String `tfsdk:"state_dir"`
-	IPXEDir    types.String `tfsdk:"ipxe_dir"`
-	DHCP       *dhcpModel   `tfsdk:"dhcp"`
-	TFTP       *tftpModel   `tfsdk:"tftp"`
+	Address     types.String `tfsdk:"address"`
+	Interface   types.String `tfsdk:"interface"`
+	HTTPListen  types.String `tfsdk:"http_listen"`
+	StateDir    types.String `tfsdk:"state_dir"`
+	IPXEDir     types.String `tfsdk:"ipxe_dir"`
+	AgentBinary types.String `tfsdk:"agent_binary"`
+	DHCP        *dhcpModel   `tfsdk:"dhcp"`
+	TFTP        *tftpModel   `tfsdk:"tftp"`
 	// Remote mode (a metal daemon); see provider_boot_service_remote.go.
 	Endpoint       types.String `tfsdk:"endpoint"`
 	Token          types.String `tfsdk:"token"`
@@ -130,6 +131,13 @@ func bootServiceBlock() schema.SingleNestedBlock {
 				Optional: true,
 				MarkdownDescription: "Directory holding the iPXE binaries (`undionly.kpxe`, `ipxe.efi`, `snponly.efi`) " +
 					"served over TFTP and HTTP (default: `" + defaultIPXEDir + "`, where Debian's `ipxe` package installs them).",
+			},
+			"agent_binary": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Path of the role agent served to installed machines (the Linux build of this " +
+					"provider for the machines' architecture; the agent is `terraform-provider-metal agent`). Default: " +
+					"the provider binary itself when it runs on Linux. Set it when Terraform runs on another OS or " +
+					"architecture than the machines.",
 			},
 		},
 		Blocks: map[string]schema.Block{
@@ -245,6 +253,9 @@ func (m *bootServiceModel) bootConfig() (*engine.BootConfig, diag.Diagnostics) {
 	}
 	if set(m.HTTPListen) {
 		cfg.HTTPListen = m.HTTPListen.ValueString()
+	}
+	if set(m.AgentBinary) {
+		cfg.AgentBinary = m.AgentBinary.ValueString()
 	}
 	if set(m.IPXEDir) {
 		cfg.IPXEDir = m.IPXEDir.ValueString()
@@ -421,6 +432,7 @@ func (m *bootServiceModel) unknownBootSettings() []path.Path {
 	add(pathBootService.AtName("http_listen"), m.HTTPListen.IsUnknown())
 	add(pathBootStateDir, m.StateDir.IsUnknown())
 	add(pathBootService.AtName("ipxe_dir"), m.IPXEDir.IsUnknown())
+	add(pathBootService.AtName("agent_binary"), m.AgentBinary.IsUnknown())
 	if d := m.DHCP; d != nil {
 		add(pathBootDHCPMode, d.Mode.IsUnknown())
 		add(pathBootDHCP.AtName("listen"), d.Listen.IsUnknown())

@@ -73,6 +73,7 @@ func (m *bootServiceModel) embeddedSettings() []path.Path {
 		{pathBootService.AtName("http_listen"), !m.HTTPListen.IsNull()},
 		{pathBootStateDir, !m.StateDir.IsNull()},
 		{pathBootService.AtName("ipxe_dir"), !m.IPXEDir.IsNull()},
+		{pathBootService.AtName("agent_binary"), !m.AgentBinary.IsNull()},
 		{pathBootDHCP, m.DHCP != nil},
 		{pathBootService.AtName("tftp"), m.TFTP != nil},
 	} {

@@ -113,7 +113,7 @@ func TestBootConfig_defaults(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", "/var/lib/xdg-test")
 	m := bootServiceModel{
 		Address: types.StringValue("192.0.2.1"), Interface: types.StringNull(), HTTPListen: types.StringNull(),
-		StateDir: types.StringNull(), IPXEDir: types.StringNull(),
+		StateDir: types.StringNull(), IPXEDir: types.StringNull(), AgentBinary: types.StringNull(),
 		DHCP: &dhcpModel{
 			Mode: types.StringNull(), Listen: types.StringNull(), Subnet: types.StringValue("192.0.2.0/24"),
 			RangeStart: types.StringValue("192.0.2.100"), RangeEnd: types.StringValue("192.0.2.200"),
