@@ -12,7 +12,7 @@ import (
 	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 )
 
-func startBMC(t *testing.T, opts bmcsim.Options) (*bmcsim.Simulator, engine.BMC) {
+func startBMC(t testing.TB, opts bmcsim.Options) (*bmcsim.Simulator, engine.BMC) {
 	t.Helper()
 	sim := bmcsim.New(opts)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -31,7 +31,7 @@ type bootLab struct {
 
 // newBootLab wires a simulated BMC whose machine network-boots (over real
 // loopback sockets) from the engine's boot service.
-func newBootLab(t *testing.T, stateDir string) *bootLab {
+func newBootLab(t testing.TB, stateDir string) *bootLab {
 	t.Helper()
 	l, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +69,7 @@ func mustMAC(s string) net.HardwareAddr {
 	return hw
 }
 
-func (lab *bootLab) image(t *testing.T, e engine.Engine) {
+func (lab *bootLab) image(t testing.TB, e engine.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	lab.kernel = []byte("a kernel that boots")
