@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
@@ -32,10 +33,12 @@ var (
 	volumeApply    = []string{string(engine.ApplyImmediate), string(engine.ApplyOnReset)}
 )
 
+// Operations of metal_raid_volume; their timeouts are the `timeouts` block's
+// defaults.
 var (
-	volumeCreate = operation{verb: "create", object: "RAID volume", timeout: shortDuration(defaultCreateTimeout)}
-	volumeRead   = operation{verb: "read", object: "RAID volume", timeout: shortDuration(defaultReadTimeout)}
-	volumeDelete = operation{verb: "delete", object: "RAID volume", timeout: shortDuration(defaultDeleteTimeout)}
+	volumeCreate = operation{verb: "create", object: "RAID volume", timeoutKey: "create", timeout: shortDuration(defaultCreateTimeout)}
+	volumeRead   = operation{verb: "read", object: "RAID volume", timeoutKey: "read", timeout: shortDuration(defaultReadTimeout)}
+	volumeDelete = operation{verb: "delete", object: "RAID volume", timeoutKey: "delete", timeout: shortDuration(defaultDeleteTimeout)}
 )
 
 var (
@@ -66,6 +69,7 @@ type raidVolumeModel struct {
 	VolumeID      types.String        `tfsdk:"volume_id"`
 	DurableName   types.String        `tfsdk:"durable_name"`
 	DeviceHint    types.String        `tfsdk:"device_hint"`
+	Timeouts      timeouts.Value      `tfsdk:"timeouts"`
 }
 
 type driveSelectorModel struct {
@@ -79,7 +83,7 @@ func (r *raidVolumeResource) Metadata(_ context.Context, req resource.MetadataRe
 	resp.TypeName = req.ProviderTypeName + "_raid_volume"
 }
 
-func (r *raidVolumeResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+func (r *raidVolumeResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	replace := func(s string) string {
 		return s + " Changing it destroys the volume and its data and builds a new one."
 	}
@@ -174,7 +178,19 @@ func (r *raidVolumeResource) Schema(_ context.Context, _ resource.SchemaRequest,
 			"durable_name": computedString("The volume's durable identifier (for example its NAA WWN)."),
 			"device_hint":  computedString("Stable Linux device path of the volume (`/dev/disk/by-id/...`), for `metal_machine.root_device`."),
 		},
+		Blocks: map[string]schema.Block{"timeouts": raidVolumeTimeoutsBlock(ctx)},
 	}
+}
+
+// raidVolumeTimeoutsBlock is the timeouts block with this resource's
+// defaults.
+func raidVolumeTimeoutsBlock(ctx context.Context) schema.Block {
+	return describedTimeoutsBlock(ctx, "Limits on how long each operation may take; every BMC call runs under them.", map[string]string{
+		"create": fmt.Sprintf("How long creating may take, including waiting for the controller's task to build the volume (default: `%s`).", volumeCreate.timeout),
+		"read":   fmt.Sprintf("How long a refresh or import may take (default: `%s`).", volumeRead.timeout),
+		"update": "Not used: an update only changes settings kept in state (credentials, `timeouts`, creation-time settings) and contacts no BMC.",
+		"delete": fmt.Sprintf("How long destroying may take, including deleting the volume on the controller (default: `%s`).", volumeDelete.timeout),
+	})
 }
 
 func (r *raidVolumeResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -225,13 +241,15 @@ func (r *raidVolumeResource) Create(ctx context.Context, req resource.CreateRequ
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(diags...)
 	bmc, diags := bmcConnection(r.defaults, plan.BMC, passwordWO, volumeCreate, false)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	// Bound the BMC task: a stuck controller must not hang the apply.
-	ctx, cancel := context.WithTimeout(ctx, defaultCreateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx = withLogging(ctx, bmc.Password)
 	spec := engine.VolumeSpec{
@@ -303,12 +321,14 @@ func (r *raidVolumeResource) Read(ctx context.Context, req resource.ReadRequest,
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	timeout, diags := state.Timeouts.Read(ctx, defaultReadTimeout)
+	resp.Diagnostics.Append(diags...)
 	bmc, diags := bmcConnection(r.defaults, state.BMC, types.StringNull(), volumeRead, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, defaultReadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx = withLogging(ctx, bmc.Password)
 	ctrls, err := r.engine.Storage(ctx, bmc)
@@ -356,12 +376,14 @@ func (r *raidVolumeResource) Delete(ctx context.Context, req resource.DeleteRequ
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	timeout, diags := state.Timeouts.Delete(ctx, defaultDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
 	bmc, diags := bmcConnection(r.defaults, state.BMC, types.StringNull(), volumeDelete, true)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, defaultDeleteTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx = withLogging(ctx, bmc.Password)
 	if err := r.engine.DeleteVolume(ctx, bmc, state.StorageID.ValueString(), state.VolumeID.ValueString()); err != nil {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/composable-metal/terraform-provider-metal/internal/bmcsim"
@@ -226,4 +228,69 @@ func TestDeviceHintFitsRootDevice(t *testing.T) {
 			t.Errorf("root_device rejects device hint %q", hint)
 		}
 	}
+}
+
+// TestAccRAIDVolumeTimeouts: timeouts.create bounds the wait for the
+// controller's task and timeouts.delete bounds the delete; each names
+// the value to raise.
+func TestAccRAIDVolumeTimeouts(t *testing.T) {
+	t.Parallel()
+	t.Run("create", func(t *testing.T) {
+		t.Parallel()
+		// The task runs for 400 polls (20s at the test's 50ms poll
+		// interval); with the default 20m the create would succeed.
+		b := startBMC(t, bmcsim.Options{Vendor: bmcsim.Generic, TaskPolls: 400})
+		ctrl, drives := controllerOf(bmcsim.Generic)
+		resource.Test(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			CheckDestroy:             simVolumes(b, ctrl, 0),
+			Steps: []resource.TestStep{{
+				Config: volumeConfig(b, "  raid_type = \"RAID1\"\n  drives = "+hclList(drives[0], drives[1])+
+					"\n  timeouts {\n    create = \"1s\"\n  }\n"),
+				ExpectError: errorMatching("BMC Operation Timed Out", "Unable to create RAID volume",
+					"raise `timeouts.create` (default: `20m`)", "/TaskService/TaskMonitors/"),
+			}},
+		})
+		if n := len(b.sim.Volumes(b.sim.SystemIDs()[0], ctrl)); n != 0 {
+			t.Fatalf("the timed-out task built %d volumes", n)
+		}
+	})
+	t.Run("delete", func(t *testing.T) {
+		t.Parallel()
+		b := startBMC(t, bmcsim.Options{Vendor: bmcsim.Generic, TaskPolls: 1})
+		ctrl, drives := controllerOf(bmcsim.Generic)
+		cfg := func(deleteTimeout string) string {
+			return volumeConfig(b, "  raid_type = \"RAID1\"\n  drives = "+hclList(drives[0], drives[1])+
+				"\n  timeouts {\n    delete = \""+deleteTimeout+"\"\n  }\n")
+		}
+		resource.Test(t, resource.TestCase{
+			IsUnitTest:               true,
+			ProtoV6ProviderFactories: protoV6ProviderFactories(),
+			CheckDestroy:             simVolumes(b, ctrl, 0),
+			Steps: []resource.TestStep{
+				{Config: cfg("100ms"), Check: simVolumes(b, ctrl, 1)},
+				{
+					// A BMC that answers in 250ms cannot log in within 100ms.
+					PreConfig:   func() { b.sim.SetLatency(250 * time.Millisecond) },
+					Config:      cfg("100ms"),
+					Destroy:     true,
+					ExpectError: errorMatching("BMC Operation Timed Out", "Unable to delete RAID volume", "raise `timeouts.delete` (default: `10m`)"),
+				},
+				{
+					// The volume survived and stays in state; a longer timeout
+					// is an in-place change.
+					PreConfig: func() { b.sim.SetLatency(0) },
+					Config:    cfg("1m"),
+					ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(volumeAddr, plancheck.ResourceActionUpdate),
+					}},
+					Check: resource.ComposeAggregateTestCheckFunc(
+						simVolumes(b, ctrl, 1),
+						resource.TestCheckResourceAttr(volumeAddr, "timeouts.delete", "1m"),
+					),
+				},
+			},
+		})
+	})
 }

@@ -27,6 +27,12 @@ resource "metal_raid_volume" "data" {
   }
   init_mode = "Background"
 
+  # Large volumes can keep the controller's task busy for a while; create
+  # waits for the task up to this long (default 20m).
+  timeouts {
+    create = "1h"
+  }
+
   # Build the OS volume first so the selector never races it for drives.
   depends_on = [metal_raid_volume.os]
 }
