@@ -16,6 +16,11 @@ const (
 	sectorSize      = 512
 )
 
+// AgentRoomMiB is the free space the image's file system keeps beyond its
+// boot files, for the role agent the installer adds (the provider binary,
+// 30-45 MiB) and the files of its roles.
+const AgentRoomMiB = 80
+
 // buildDiskImage writes the OS image the installer puts on disks: sector 0
 // is syslinux's MBR boot code with one active FAT16 partition at 1 MiB; the
 // partition holds syslinux (VBR + ldlinux.sys, for BIOS), systemd-boot as
@@ -23,6 +28,12 @@ const (
 // file. Both boot loaders start the kernel with metal.mode=installed. It is
 // built without mounting anything: mkfs.vfat --offset, syslinux --offset and
 // mtools.
+//
+// The partition and its file system are AgentRoomMiB larger than the image
+// file, which ends after the last allocated cluster: the free clusters are
+// not shipped (a FAT file system does not care what they hold), so the
+// image stays small while the installed system has room for the agent and
+// its roles' files. Disks must hold the whole partition (DiskSizeMiB).
 func buildDiskImage(dst, kernel, initrd, id string) error {
 	var payload int64
 	for _, f := range []string{kernel, initrd, SystemdBootEFI} {
@@ -32,7 +43,8 @@ func buildDiskImage(dst, kernel, initrd, id string) error {
 		}
 		payload += fi.Size()
 	}
-	partMiB := max((payload>>20)+4, 16)
+	usedMiB := max((payload>>20)+4, 16)
+	partMiB := usedMiB + AgentRoomMiB
 	partSectors := partMiB << 20 / sectorSize
 	total := int64(partStartSector)*sectorSize + partMiB<<20
 	if err := os.WriteFile(dst, nil, 0o644); err != nil {
@@ -87,7 +99,77 @@ func buildDiskImage(dst, kernel, initrd, id string) error {
 			return err
 		}
 	}
-	return writeMBR(dst, partStartSector, uint32(partSectors))
+	if err := writeMBR(dst, partStartSector, uint32(partSectors)); err != nil {
+		return err
+	}
+	// Cut the free tail off: the image ends with the last allocated
+	// cluster (mtools allocates from the start), rounded up to a MiB.
+	end, err := fatHighWater(dst, int64(partStartSector)*sectorSize)
+	if err != nil {
+		return err
+	}
+	size := (end + 1<<20 - 1) &^ (1<<20 - 1)
+	if limit := int64(partStartSector)*sectorSize + usedMiB<<20; size > limit {
+		return fmt.Errorf("the image's files end at byte %d, beyond the %d MiB planned for them", end, usedMiB)
+	}
+	return os.Truncate(dst, size)
+}
+
+// DiskSizeMiB is how large a disk the lab image needs: the MBR gap and the
+// whole partition.
+func DiskSizeMiB(image string) (int64, error) {
+	f, err := os.Open(image)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = f.Close() }()
+	mbr := make([]byte, sectorSize)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		return 0, fmt.Errorf("%s: %w", image, err)
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return 0, fmt.Errorf("%s has no MBR", image)
+	}
+	e := mbr[446:462]
+	end := (int64(binary.LittleEndian.Uint32(e[8:])) + int64(binary.LittleEndian.Uint32(e[12:]))) * sectorSize
+	return (end + 1<<20 - 1) >> 20, nil
+}
+
+// fatHighWater reads the FAT16 file system at byte off of path and returns
+// the offset in path just after its last allocated cluster (or after the
+// root directory when no cluster is allocated).
+func fatHighWater(path string, off int64) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = f.Close() }()
+	bs := make([]byte, sectorSize)
+	if _, err := f.ReadAt(bs, off); err != nil {
+		return 0, err
+	}
+	bytesPerSec := int64(binary.LittleEndian.Uint16(bs[11:]))
+	secPerClus := int64(bs[13])
+	reserved := int64(binary.LittleEndian.Uint16(bs[14:]))
+	fats := int64(bs[16])
+	rootEntries := int64(binary.LittleEndian.Uint16(bs[17:]))
+	fatSectors := int64(binary.LittleEndian.Uint16(bs[22:]))
+	if bytesPerSec == 0 || secPerClus == 0 || fats == 0 || fatSectors == 0 || bs[510] != 0x55 || bs[511] != 0xaa {
+		return 0, fmt.Errorf("%s: no FAT16 file system at byte %d", path, off)
+	}
+	fat := make([]byte, fatSectors*bytesPerSec)
+	if _, err := f.ReadAt(fat, off+reserved*bytesPerSec); err != nil {
+		return 0, err
+	}
+	last := int64(1) // clusters 0 and 1 are reserved
+	for c := int64(len(fat)/2) - 1; c >= 2; c-- {
+		if binary.LittleEndian.Uint16(fat[2*c:]) != 0 {
+			last = c
+			break
+		}
+	}
+	firstData := reserved + fats*fatSectors + (rootEntries*32+bytesPerSec-1)/bytesPerSec
+	return off + (firstData+(last-1)*secPerClus)*bytesPerSec, nil
 }
 
 // writeMBR puts syslinux's MBR code and a one-entry partition table (active,

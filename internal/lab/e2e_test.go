@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type e2eParams struct {
 	RA bool `json:"ra"`
 	// WaitFor is booted (default) or provisioned (the bench: install only).
 	WaitFor string `json:"wait_for"`
+	// AgentBinary, when set, is the role agent the boot service serves: the
+	// first machine is then installed with roles, which are changed in
+	// place once it booted (see rolesInPlace).
+	AgentBinary string `json:"agent_binary,omitempty"`
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -71,6 +76,16 @@ func TestLabEndToEnd(t *testing.T) {
 		t.Skipf("METAL_LAB=1 but Debian packages are missing (QEMU, firmware or installer inputs): %s", InstallCommand(miss))
 	}
 	root := repoRoot(t)
+	wait := engine.WaitBooted
+	if os.Getenv("METAL_LAB_E2E_WAIT") == engine.WaitProvisioned {
+		wait = engine.WaitProvisioned
+	}
+	// The full run changes a machine's roles in place; its agent builds
+	// while the installer builds and the accelerator is probed.
+	var agentBinary func() (string, error)
+	if wait == engine.WaitBooted && os.Getenv("METAL_LAB_E2E_ROLES") != "0" {
+		agentBinary = startAgentBuild(t, root)
+	}
 	inst, err := BuildInstaller(filepath.Join(root, ".lab"))
 	if err != nil {
 		t.Fatal(err)
@@ -108,11 +123,15 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 	})
 
-	wait := engine.WaitBooted
-	if os.Getenv("METAL_LAB_E2E_WAIT") == engine.WaitProvisioned {
-		wait = engine.WaitProvisioned
+	var agent string
+	if agentBinary != nil {
+		start := time.Now()
+		if agent, err = agentBinary(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("role agent %s (waited %s for its build)", agent, time.Since(start).Round(time.Millisecond))
 	}
-	params, _ := json.Marshal(e2eParams{Config: cfg, Installer: inst, RA: os.Getenv("METAL_LAB_RA") != "0", WaitFor: wait})
+	params, _ := json.Marshal(e2eParams{Config: cfg, Installer: inst, RA: os.Getenv("METAL_LAB_RA") != "0", WaitFor: wait, AgentBinary: agent})
 	cmd := exec.Command("ip", "netns", "exec", cfg.Namespace, os.Args[0],
 		"-test.run=^TestLabEndToEnd$", "-test.count=1", "-test.v", "-test.timeout=20m")
 	cmd.Env = append(os.Environ(), envInner+"=1", envParams+"="+string(params))
@@ -185,6 +204,7 @@ func innerEndToEnd(t *testing.T) {
 	}()
 	boot := cfg.BootConfig()
 	boot.RouterAdvertisements = &p.RA
+	boot.AgentBinary = p.AgentBinary
 	e := engine.NewEmbedded(engine.Config{Logger: cfg.Logger, PollInterval: 250 * time.Millisecond, Boot: &boot})
 	defer func() { _ = e.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -195,18 +215,27 @@ func innerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// With an agent, the first machine gets roles.
+	var withRoles *Machine
+	if p.AgentBinary != "" {
+		withRoles = r.Machines[0]
+		putLabRoles(ctx, t, e)
+	}
+
 	// Provision every machine at once, waiting until it booted from disk.
 	start := time.Now()
 	var wg sync.WaitGroup
 	results := make([]*engine.ProvisionResult, len(r.Machines))
 	errs := make([]error, len(r.Machines))
 	for i, m := range r.Machines {
+		spec := engine.ProvisionSpec{Image: "lab-os", Hostname: m.Name, RootDevice: "/dev/vda", WaitFor: p.WaitFor}
+		if m == withRoles {
+			spec.Agent, spec.Roles = true, installRoles
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = e.Provision(ctx, m.BMC(r.CA), engine.ProvisionSpec{
-				Image: "lab-os", Hostname: m.Name, RootDevice: "/dev/vda", WaitFor: p.WaitFor,
-			})
+			results[i], errs[i] = e.Provision(ctx, m.BMC(r.CA), spec)
 		}()
 	}
 	wg.Wait()
@@ -234,6 +263,9 @@ func innerEndToEnd(t *testing.T) {
 			"engine/registered", "engine/pxe_boot_requested", "dhcp/offer", "dhcp/ack", "http/script", "http/kernel", "http/initrd",
 			"http/booting", "http/config/image.env", "http/writing-image", "http/image", "http/image-written", "http/provisioned",
 		}
+		if m == withRoles {
+			want = slices.Insert(want, len(want)-1, "http/installing-agent", "http/agent-installed")
+		}
 		tl := res.Timeline
 		if booted {
 			want = append(want, "dhcp/ack")
@@ -255,9 +287,21 @@ func innerEndToEnd(t *testing.T) {
 		times = append(times, timesOf(m, tl, start))
 	}
 
-	// Power off and read the disks back.
+	// In place: the machine with roles gets changed ones from its agent.
+	var applied *engine.RoleStatus
+	var applyWall time.Duration
+	if withRoles != nil {
+		applied, applyWall = rolesInPlace(ctx, t, e, withRoles, r.CA)
+	}
+
+	// Power off and read the disks back: the image as written, except on
+	// the machine with roles, whose partition its agent wrote to.
 	for _, m := range r.Machines {
 		powerOff(ctx, t, e, m, r.CA)
+		if m == withRoles {
+			checkRolesOnDisk(t, m, inst.Image, applied)
+			continue
+		}
 		if err := sameBytes(m.Disk, inst.Image, img.ImageSize); err != nil {
 			t.Errorf("%s: %v", m.Name, err)
 		}
@@ -302,7 +346,12 @@ func innerEndToEnd(t *testing.T) {
 		t.Logf("%-7s %-4s power-on %6s  first DHCP %6s  script %6s  initrd %6s  image.env %6s  provisioned %6s  booted %6s",
 			x.Machine, x.Firmware, rd(x.PowerOnAt), rd(x.FirstDHCP), rd(x.Script), rd(x.Initrd), rd(x.Config), rd(x.Provision), rd(x.Booted))
 	}
-	b, _ := json.MarshalIndent(map[string]any{"accel": r.Machines[0].VM.Config().Accel, "ra": p.RA, "wall": wall, "machines": times}, "", "  ")
+	summary := map[string]any{"accel": r.Machines[0].VM.Config().Accel, "ra": p.RA, "wall": wall, "machines": times}
+	if withRoles != nil {
+		t.Logf("%s: roles changed in place in %s", withRoles.Name, applyWall.Round(time.Millisecond))
+		summary["apply_roles"] = applyWall
+	}
+	b, _ := json.MarshalIndent(summary, "", "  ")
 	_ = os.WriteFile(filepath.Join(cfg.Dir, "e2e-times.json"), b, 0o644)
 }
 

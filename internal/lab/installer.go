@@ -24,11 +24,14 @@ var udhcpcScript []byte
 
 // builderVersion changes whenever the build recipe does, so cached
 // builds from an older recipe are not reused.
-const builderVersion = "lab-installer-3"
+const builderVersion = "lab-installer-4"
 
 // installerModules are the drivers the installer loads (with their
-// dependencies) before DHCP: Debian builds them as modules.
-var installerModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "e1000"}
+// dependencies) before DHCP: Debian builds them as modules. vfat and its
+// code pages mount the image's partition, where the installer puts the
+// role agent and the installed system runs it (the kernel cannot load
+// the code pages itself: there is no modprobe).
+var installerModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "e1000", "nls_cp437", "nls_ascii", "nls_utf8", "vfat"}
 
 // Installer is the lab's OS image: the kernel and initramfs that iPXE
 // boots to install, and the disk image they write.

@@ -102,7 +102,7 @@ func TestBuildInstaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := io.ReadAll(zr)
-	for _, want := range []string{"init\x00", "bin/busybox\x00", "etc/udhcpc.script\x00", "lib/modules/virtio_net.ko\x00", "lib/modules/failover.ko\x00", "lib/modules/virtio_blk.ko\x00", "etc/metal-modules\x00"} {
+	for _, want := range []string{"init\x00", "bin/busybox\x00", "etc/udhcpc.script\x00", "lib/modules/virtio_net.ko\x00", "lib/modules/failover.ko\x00", "lib/modules/virtio_blk.ko\x00", "lib/modules/vfat.ko\x00", "lib/modules/fat.ko\x00", "lib/modules/nls_cp437.ko\x00", "etc/metal-modules\x00"} {
 		if !bytes.Contains(raw, []byte(want)) {
 			t.Errorf("initramfs lacks %q", strings.TrimSuffix(want, "\x00"))
 		}
@@ -120,11 +120,24 @@ func TestBuildInstaller(t *testing.T) {
 	if img[510] != 0x55 || img[511] != 0xaa || img[446] != 0x80 || img[450] != 0x0e {
 		t.Fatalf("MBR: signature % x, entry % x", img[510:512], img[446:462])
 	}
+	// The partition is AgentRoomMiB larger than the image, which ends with
+	// the last allocated cluster.
+	need, err := DiskSizeMiB(inst.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if need < int64(len(img)>>20)+AgentRoomMiB || need > int64(Config{}.withDefaults().DiskMiB) {
+		t.Errorf("the image (%d bytes) needs %d MiB disks; want %d MiB of room for the agent, within the default disk", len(img), need, AgentRoomMiB)
+	}
+	if end, err := fatHighWater(inst.Image, 1<<20); err != nil || end > int64(len(img)) || int64(len(img))-end >= 1<<20 {
+		t.Errorf("the last allocated cluster ends at %d (%v); the image is %d bytes", end, err, len(img))
+	}
 	part := inst.Image + "@@1048576"
 	for _, c := range []struct{ path, want string }{
 		{"::/syslinux.cfg", "metal.mode=installed"},
 		{"::/loader/entries/metal.conf", "metal.mode=installed"},
 		{"::/loader/loader.conf", "timeout 0"},
+		{"::/metal-image", "composable-metal lab image"},
 	} {
 		cmd := exec.Command("mtype", "-i", part, c.path)
 		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")

@@ -32,7 +32,8 @@ type Config struct {
 	Subnet netip.Prefix
 	// BIOS and UEFI count the VMs of each firmware.
 	BIOS, UEFI int
-	// MemoryMiB per VM (default 512); DiskMiB per VM disk (default 64).
+	// MemoryMiB per VM (default 512); DiskMiB per VM disk (default 128,
+	// sparse; at least the image's partition, see DiskSizeMiB).
 	MemoryMiB, DiskMiB int
 	// Accel is "kvm" or "tcg"; empty probes (see Accel).
 	Accel string
@@ -67,7 +68,7 @@ func (c Config) withDefaults() Config {
 		c.MemoryMiB = 512
 	}
 	if c.DiskMiB == 0 {
-		c.DiskMiB = 64
+		c.DiskMiB = 128
 	}
 	if c.Vendor == "" {
 		c.Vendor = bmcsim.Generic
@@ -190,6 +191,11 @@ func StartMachines(c Config, inst *Installer) (_ *Running, err error) {
 	c = c.withDefaults()
 	if !InNamespace(c) {
 		return nil, fmt.Errorf("bridge %s not found: StartMachines must run inside network namespace %s (ip netns exec %s ...)", c.Bridge, c.Namespace, c.Namespace)
+	}
+	if need, err := DiskSizeMiB(inst.Image); err != nil {
+		return nil, err
+	} else if int64(c.DiskMiB) < need {
+		return nil, fmt.Errorf("lab disks of %d MiB cannot hold the image's partition: DiskMiB must be at least %d", c.DiskMiB, need)
 	}
 	accel := c.Accel
 	if accel == "" {
