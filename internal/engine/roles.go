@@ -392,8 +392,9 @@ func (s *bootService) Desired(_ context.Context, machineID string) (roles.Desire
 	s.mu.Lock()
 	r, ok := s.byID[machineID]
 	if !ok {
+		// Deregistered while its agent waited: the credential is void.
 		s.mu.Unlock()
-		return roles.Desired{}, nil, fmt.Errorf("machine %s is not registered", machineID)
+		return roles.Desired{}, nil, fmt.Errorf("%w: machine %s is not registered", agentapi.ErrUnauthorized, machineID)
 	}
 	vars, changed := s.varsLocked(r), s.changed
 	s.mu.Unlock()

@@ -28,7 +28,8 @@ type Backend interface {
 	// error matching ErrUnauthorized. Compare secrets in constant time.
 	AgentMachine(ctx context.Context, credential string) (string, error)
 	// Desired returns the machine's desired roles and a channel that is
-	// closed when they may have changed.
+	// closed when they may have changed; an error matching ErrUnauthorized
+	// when the machine is gone.
 	Desired(ctx context.Context, machineID string) (roles.Desired, <-chan struct{}, error)
 	// Report stores what the machine's agent did.
 	Report(ctx context.Context, machineID string, r roles.Report) error
@@ -116,6 +117,10 @@ func (h *Handler) desired(w http.ResponseWriter, r *http.Request, id string) {
 	defer timer.Stop()
 	for {
 		d, changed, err := h.cfg.Backend.Desired(r.Context(), id)
+		if errors.Is(err, ErrUnauthorized) {
+			h.unauthorized(w, r, "machine no longer registered")
+			return
+		}
 		if err != nil {
 			h.log.Warn("desired roles cannot be rendered", "machine_id", id, "error", err.Error())
 			http.Error(w, err.Error(), http.StatusConflict)
