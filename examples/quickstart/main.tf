@@ -5,8 +5,12 @@
 #   make lab-up
 #   cd examples/quickstart
 #   ip netns exec metal-lab terraform apply -auto-approve
+#   ip netns exec metal-lab terraform apply -auto-approve -var message=changed
 #   ip netns exec metal-lab terraform destroy -auto-approve
 #   cd ../.. && make lab-down
+#
+# The second apply changes a role's parameter: the machines' agents apply
+# it in place (no reinstall), and apply waits until they report it done.
 #
 # `make lab-up` writes everything this configuration needs (the BMCs, their
 # CA, the boot service's network and the installer's files with their sums)
@@ -20,6 +24,12 @@ terraform {
       source = "composable-metal/metal"
     }
   }
+}
+
+variable "message" {
+  description = "What the motd role writes; change it to see roles converge in place."
+  type        = string
+  default     = "installed by Terraform"
 }
 
 variable "lab_file" {
@@ -67,6 +77,17 @@ resource "metal_os_image" "lab" {
   kernel_args = local.lab.os_image.kernel_args
 }
 
+# A role: the agent installed with each machine keeps /etc/motd-lab as this
+# says (in the lab, files land under /root on the VM disk's FAT partition).
+resource "metal_role" "motd" {
+  name       = "motd"
+  parameters = { message = { type = "string" } }
+  files = [{
+    path    = "/etc/motd-lab"
+    content = "{{ .machine.hostname }}: {{ .params.message }}\n"
+  }]
+}
+
 resource "metal_machine" "node" {
   for_each = local.lab.machines
 
@@ -80,12 +101,16 @@ resource "metal_machine" "node" {
   hostname    = each.key
   root_device = local.lab.os_image.root_device
 
+  roles           = [metal_role.motd.ref]
+  role_parameters = { motd = { message = var.message } }
+
   # Wait until the machine installed the image, rebooted from its disk and
   # asked DHCP for its address.
   wait_for = "booted"
 
   timeouts {
     create = "20m"
+    update = "5m"
   }
 }
 
