@@ -3,6 +3,18 @@
 //
 //	metal-bmcsim -listen 127.0.0.1:8443 -vendor dell -systems 2 -ca-out .dev/bmc-ca.pem
 //
+// With -netboot-dhcp, simulated network-booting machines (internal/machinesim)
+// sit behind the systems, so that the provider's boot service can install
+// them over loopback without VMs or root:
+//
+//	metal-bmcsim -system-ids node1,node2,node3 -netboot-dhcp 127.0.0.1:6767
+//
+// A boot after a one-time "Pxe" override then DHCPs that address (the
+// provider's boot_service.dhcp.listen), fetches its iPXE script, kernel,
+// initrd and install config, and reports "provisioned"; other boots start
+// what is installed on the machine's disk. GET /simulator/machines (with the
+// BMC credentials) shows each machine's boots and installation as JSON.
+//
 // It prints the endpoint URL and the system ids, and stops on SIGINT/SIGTERM.
 package main
 
@@ -15,14 +27,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/composable-metal/terraform-provider-metal/internal/bmcsim"
+	"github.com/composable-metal/terraform-provider-metal/internal/machinesim"
 )
 
 // passwordEnv names the environment variable that can carry the password, so
@@ -55,6 +70,12 @@ type config struct {
 	sessionTimeout  time.Duration
 	noSessions      bool
 	verbose         bool
+	systemIDs       []string
+
+	// Simulated network-booting machines (nil netbootDHCP: none).
+	netbootDHCP        *net.UDPAddr
+	netbootDHCPTimeout time.Duration
+	netbootTimeout     time.Duration
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -77,6 +98,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.sessionTimeout, "session-timeout", 30*time.Minute, "idle session timeout")
 	fs.BoolVar(&c.noSessions, "no-sessions", false, "simulate a BMC without SessionService (basic auth only)")
 	fs.BoolVar(&c.verbose, "v", false, "log every request (never credentials)")
+	var systemIDs, netbootDHCP string
+	fs.StringVar(&systemIDs, "system-ids", "", "comma-separated system ids (sets -systems; NIC MACs derive from the ids, so distinct ids give distinct MACs)")
+	fs.StringVar(&netbootDHCP, "netboot-dhcp", "", "simulate network-booting machines that DHCP to this boot service address (host:port, the provider's boot_service.dhcp.listen; loopback only unless -allow-remote)")
+	fs.DurationVar(&c.netbootDHCPTimeout, "netboot-dhcp-timeout", time.Second, "how long a simulated machine waits for one DHCP answer (it tries three times)")
+	fs.DurationVar(&c.netbootTimeout, "netboot-timeout", 2*time.Minute, "how long one simulated network boot may take")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -89,8 +115,33 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if c.password == "" {
 		c.password = getenv(passwordEnv)
 	}
+	if systemIDs != "" {
+		seen := map[string]bool{}
+		for id := range strings.SplitSeq(systemIDs, ",") {
+			id = strings.TrimSpace(id)
+			if id == "" || strings.ContainsAny(id, "/?#% ") {
+				return c, fmt.Errorf("-system-ids: %q is not a usable system id (non-empty, no '/', '?', '#', '%%' or spaces)", id)
+			}
+			if seen[id] {
+				return c, fmt.Errorf("-system-ids: %q appears twice", id)
+			}
+			seen[id] = true
+			c.systemIDs = append(c.systemIDs, id)
+		}
+		c.systems = len(c.systemIDs)
+	}
 	if c.systems < 1 {
 		return c, fmt.Errorf("-systems must be at least 1, got %d", c.systems)
+	}
+	if netbootDHCP != "" {
+		addr, err := parseDHCPAddr(netbootDHCP, c.allowRemote)
+		if err != nil {
+			return c, err
+		}
+		c.netbootDHCP = addr
+	}
+	if c.netbootDHCPTimeout <= 0 || c.netbootTimeout <= 0 {
+		return c, fmt.Errorf("-netboot-dhcp-timeout and -netboot-timeout must be positive")
 	}
 	if c.powerTransition < 0 {
 		return c, fmt.Errorf("-power-transition must not be negative")
@@ -104,6 +155,30 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	return c, nil
+}
+
+// parseDHCPAddr parses -netboot-dhcp: an IPv4 host and a port, loopback
+// unless remote is allowed (the machines would send DHCP onto the network).
+func parseDHCPAddr(s string, allowRemote bool) (*net.UDPAddr, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("-netboot-dhcp %q: %w", s, err)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		return nil, fmt.Errorf("-netboot-dhcp %q: the host must be an IPv4 address", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return nil, fmt.Errorf("-netboot-dhcp %q: bad port", s)
+	}
+	if !ip.IsLoopback() && !allowRemote {
+		return nil, fmt.Errorf("-netboot-dhcp %q is not a loopback address; pass -allow-remote to send the simulated machines' DHCP there anyway", s)
+	}
+	return &net.UDPAddr{IP: ip, Port: p}, nil
 }
 
 // checkLoopback refuses listen addresses that are reachable from other hosts.
@@ -133,6 +208,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	systems := make([]bmcsim.SystemSpec, c.systems)
+	for i, id := range c.systemIDs {
+		systems[i].ID = id
+	}
+	var fleet *machinesim.Fleet
+	if c.netbootDHCP != nil {
+		fleet = machinesim.NewFleet(machinesim.FleetConfig{
+			DHCPServer:  c.netbootDHCP,
+			DHCPTimeout: c.netbootDHCPTimeout,
+			BootTimeout: c.netbootTimeout,
+			Logger:      logger,
+		})
+		defer fleet.Close()
+		for i := range systems {
+			systems[i].OnBoot = fleet.OnBoot
+		}
+	}
 	sim := bmcsim.New(bmcsim.Options{
 		Vendor:                bmcsim.Vendor(c.vendor),
 		Username:              c.username,
@@ -179,10 +270,48 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for _, id := range sim.SystemIDs() {
 		say("  system: %s/redfish/v1/Systems/%s\n", url, id)
 	}
+	var handler http.Handler = sim
+	if fleet != nil {
+		say("  network boot: simulated machines DHCP to %s; their state: %s%s\n", c.netbootDHCP, url, machinesPath)
+		mux := http.NewServeMux()
+		mux.Handle("/", sim)
+		user, password := c.username, c.password
+		if user == "" {
+			user = "admin" // bmcsim's defaults
+		}
+		if password == "" {
+			password = "password"
+		}
+		mux.Handle(machinesPath, machinesHandler(sim, fleet, user, password))
+		handler = mux
+	}
 	say("Stop with Ctrl-C.\n")
 
-	err = sim.Serve(ctx, ln)
+	if fleet == nil {
+		err = sim.Serve(ctx, ln)
+	} else {
+		err = serve(ctx, ln, handler, logger)
+	}
 	say("simulator stopped\n")
+	return err
+}
+
+// serve is bmcsim.Simulator.Serve with another handler: HTTP/1.1 only, and
+// closed (not shut down) when ctx ends.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) || ctx.Err() != nil {
+		return nil
+	}
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -183,5 +184,128 @@ func TestRunReportsListenErrors(t *testing.T) {
 	t.Parallel()
 	if err := run(context.Background(), []string{"-listen", "127.0.0.1:99999"}, noEnv, io.Discard, io.Discard); err == nil {
 		t.Fatal("bad port accepted")
+	}
+}
+
+func TestNetbootFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-netboot-dhcp", "192.0.2.1:67"},
+		{"-netboot-dhcp", "127.0.0.1"},
+		{"-netboot-dhcp", "[::1]:67"},
+		{"-netboot-dhcp", "127.0.0.1:0"},
+		{"-netboot-dhcp", "127.0.0.1:6767", "-netboot-timeout", "0s"},
+		{"-system-ids", "a,a"},
+		{"-system-ids", "a,,b"},
+		{"-system-ids", "a/b"},
+	} {
+		if _, err := parseFlags(args, noEnv, io.Discard); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+	c, err := parseFlags([]string{"-system-ids", "node1, node2", "-netboot-dhcp", "localhost:6767"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.systems != 2 || strings.Join(c.systemIDs, ",") != "node1,node2" || c.netbootDHCP.String() != "127.0.0.1:6767" {
+		t.Fatalf("parsed %+v", c)
+	}
+	if _, err := parseFlags([]string{"-netboot-dhcp", "192.0.2.1:67", "-allow-remote"}, noEnv, io.Discard); err != nil {
+		t.Fatalf("-allow-remote: %v", err)
+	}
+}
+
+// A Pxe boot of a system reaches its simulated machine, which asks the
+// -netboot-dhcp address for DHCP (nothing answers here), and
+// /simulator/machines reports it.
+func TestRunNetbootMachines(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := &lineWriter{ready: make(chan string, 1)}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-tls=false", "-system-ids", "rack1-a,rack1-b",
+			"-netboot-dhcp", "127.0.0.1:9", "-netboot-dhcp-timeout", "20ms", "-power-transition", "0s"}, noEnv, out, io.Discard)
+	}()
+	var url string
+	select {
+	case url = <-out.ready:
+	case err := <-done:
+		t.Fatalf("run returned early: %v", err)
+	case <-ctx.Done():
+		t.Fatal("simulator did not start")
+	}
+	if !strings.Contains(out.String(), "network boot: simulated machines DHCP to 127.0.0.1:9") {
+		t.Fatalf("banner:\n%s", out.String())
+	}
+	do := func(method, path, body string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("admin", "password")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodPatch, "/redfish/v1/Systems/rack1-b", `{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Once"}}`},
+		{http.MethodPost, "/redfish/v1/Systems/rack1-b/Actions/ComputerSystem.Reset", `{"ResetType":"On"}`},
+	} {
+		resp := do(r.method, r.path, r.body)
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %s", r.method, r.path, resp.Status)
+		}
+	}
+
+	var rep machinesReport
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp := do(http.MethodGet, machinesPath, "")
+		rep = machinesReport{}
+		err := json.NewDecoder(resp.Body).Decode(&rep)
+		_ = resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Machines) == 2 && len(rep.Machines[1].Boots) > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no boot reported: %+v", rep)
+		case <-tick.C:
+		}
+	}
+	a, b := rep.Machines[0], rep.Machines[1]
+	if a.SystemID != "rack1-a" || len(a.Boots) != 0 || a.PowerState != "Off" || a.Installed != nil {
+		t.Errorf("rack1-a: %+v", a)
+	}
+	boot := b.Boots[0]
+	if b.SystemID != "rack1-b" || b.PowerState != "On" || b.Installed != nil || boot.Target != "Pxe" || boot.Provisioned ||
+		!strings.Contains(boot.Error, "dhcp") || b.BootMAC == "" || b.BootMAC != strings.ToLower(b.BootMAC) {
+		t.Errorf("rack1-b: %+v", b)
+	}
+
+	// The report is behind the BMC credentials.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+machinesPath, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without credentials: %s", resp.Status)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

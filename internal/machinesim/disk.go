@@ -49,7 +49,8 @@ type Installation struct {
 	// UserDataParts are the MIME types of the user-data parts cloud-init
 	// saw ("text/cloud-config", "text/x-shellscript", ...).
 	UserDataParts []string
-	// Files are the files an Ignition config wrote, by path.
+	// Files are the files an Ignition config or cloud-init's write_files
+	// wrote, by path (nil when none).
 	Files map[string]string
 	// InstalledAt is when the installer finished writing.
 	InstalledAt time.Time

@@ -25,10 +25,11 @@
 //     names, which fetches its configuration from the URLs the rendered
 //     script and configs carry (nothing is constructed here):
 //     cloud-init (ds=nocloud-net;s=URL: meta-data, user-data,
-//     network-config; runcmd curl commands; phone_home to the URL in the
-//     user-data), kickstart (inst.ks=URL: the curl commands of %pre and
-//     %post), Ignition (coreos.live.rootfs_url, coreos.inst.ignition_url:
-//     files, merged configs, the curl commands of enabled systemd units),
+//     network-config; write_files, recorded in Installation.Files; runcmd
+//     curl commands; phone_home to the URL in the user-data), kickstart
+//     (inst.ks=URL: the curl commands of %pre and %post), Ignition
+//     (coreos.live.rootfs_url, coreos.inst.ignition_url: files, merged
+//     configs, the curl commands of enabled systemd units),
 //     the image writer (metal.config=URL: image.env's image, cloud-init
 //     seed, events and provisioned URLs) and the wiper (metal.action=wipe
 //     with metal.events and metal.provisioned). What got installed lands on

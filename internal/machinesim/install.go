@@ -3,6 +3,7 @@ package machinesim
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -177,6 +178,11 @@ func (r *run) cloudInit(ds string, inst Installation) error {
 		seedData.meta.instanceID = cmdID
 	}
 	seedData.apply(&inst)
+	files, err := cloudConfigFiles(seedData.cfg["write_files"])
+	if err != nil {
+		return &StageError{Stage: StageInstall, Err: err}
+	}
+	inst.Files = files
 	if err := r.checkNetwork(inst.Network, "network-config"); err != nil {
 		return err
 	}
@@ -994,6 +1000,87 @@ func (r *run) wipe(args cmdline) error {
 	r.stage(StageWipe)
 	r.postEvent(events, "wiped", "wiped "+what)
 	return r.postProvisioned(prov, uaInstaller, "", nil)
+}
+
+// cloudConfigFiles carries out cloud-init's write_files: each entry's
+// content (encoding plain, b64/base64, gz/gzip, or gz+b64 and the like) by
+// path, appended where "append" is true. nil when there are none.
+func cloudConfigFiles(v any) (map[string]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("write_files is a %T, want a list", v)
+	}
+	files := map[string]string{}
+	for i, e := range list {
+		f, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("write_files[%d] is a %T, want a mapping", i, e)
+		}
+		p, _ := f["path"].(string)
+		if !path.IsAbs(p) {
+			return nil, fmt.Errorf("write_files[%d]: path %q is not absolute", i, p)
+		}
+		content := ""
+		switch c := f["content"].(type) {
+		case nil:
+		case string:
+			content = c
+		default:
+			content = fmt.Sprint(c)
+		}
+		data, err := decodeWriteFile(content, fmt.Sprint(f["encoding"]))
+		if err != nil {
+			return nil, fmt.Errorf("write_files[%d] (%s): %w", i, p, err)
+		}
+		if appendTo, _ := f["append"].(bool); appendTo {
+			data = files[p] + data
+		}
+		files[p] = data
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	return files, nil
+}
+
+// decodeWriteFile decodes a write_files content by its encoding.
+func decodeWriteFile(content, encoding string) (string, error) {
+	enc := strings.ToLower(strings.TrimSpace(encoding))
+	b64, gz := false, false
+	switch enc {
+	case "", "<nil>", "text/plain":
+	case "b64", "base64":
+		b64 = true
+	case "gz", "gzip":
+		gz = true
+	case "gz+b64", "gz+base64", "gzip+b64", "gzip+base64":
+		b64, gz = true, true
+	default:
+		return "", fmt.Errorf("unknown encoding %q", encoding)
+	}
+	data := []byte(content)
+	if b64 {
+		d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(content))
+		if err != nil {
+			return "", fmt.Errorf("encoding %s: %w", encoding, err)
+		}
+		data = d
+	}
+	if gz {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return "", fmt.Errorf("encoding %s: %w", encoding, err)
+		}
+		d, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+		if err != nil {
+			return "", fmt.Errorf("encoding %s: %w", encoding, err)
+		}
+		data = d
+	}
+	return string(data), nil
 }
 
 func stringList(v any) []string {
