@@ -37,27 +37,12 @@ type (
 	ParameterError = roles.ParameterError
 )
 
-// Role result statuses.
-const (
-	RoleStatusOK     = roles.StatusOK
-	RoleStatusFailed = roles.StatusFailed
-)
-
 // RoleParameterTypes lists the parameter types a role can declare.
 func RoleParameterTypes() []string { return roles.ParameterTypes() }
-
-// ValidRoleName reports whether s can name a role.
-func ValidRoleName(s string) bool { return roles.ValidName(s) }
-
-// ValidateRole checks a role definition on its own (plan time).
-func ValidateRole(r Role) error { return roles.Validate(r) }
 
 // RoleRef is what metal_role exports for machines to reference: the name
 // and a digest of the definition, so a content change reaches them.
 func RoleRef(r Role) string { return roles.Ref(r) }
-
-// ParseRoleRef splits "name" or "name@digest".
-func ParseRoleRef(ref string) (name, digest string) { return roles.ParseRef(ref) }
 
 // RoleInfo is a role as the catalog holds it.
 type RoleInfo struct {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -554,14 +553,4 @@ func roleErrorDiagnostic(op operation, err error, at path.Path) diag.Diagnostic 
 			"change stays pending until an apply sees the agent report success.")
 	}
 	return bootErrorDiagnostic(op, err, at)
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

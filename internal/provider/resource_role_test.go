@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,7 +117,7 @@ func (r *agentRef) file(path, want string) resource.TestCheckFunc {
 	}
 }
 
-func keysOf[V any](m map[string]V) []string { return sortedKeys(m) }
+func keysOf[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // rolesConfig is the three-role stack base -> runtime -> worker.
 func rolesConfig(runtimeVersion, workerScript string) string {
