@@ -37,6 +37,16 @@ type (
 	ParameterError = roles.ParameterError
 )
 
+// RoleInstallKinds lists the install kinds whose install config carries
+// roles and the agent.
+func RoleInstallKinds() []string {
+	out := make([]string, 0, 4)
+	for _, k := range render.KindsWithRoles() {
+		out = append(out, string(k))
+	}
+	return out
+}
+
 // RoleParameterTypes lists the parameter types a role can declare.
 func RoleParameterTypes() []string { return roles.ParameterTypes() }
 

@@ -44,7 +44,7 @@ func machineRoleAttributes() map[string]schema.Attribute {
 				"the agent reports every role applied (bounded by `timeouts.update`); a role that fails fails the apply " +
 				"with its output and the change stays pending. Removing a role runs its `on_remove`. Set it (even to " +
 				"`[]`) at install to get the agent; " + rolesAddedDescription + " Needs an `os_image` of install kind " +
-				"`cloud-init` or `image`.",
+				backtickList(engine.RoleInstallKinds()) + " (`ignition` cannot install packages).",
 		},
 		"role_parameters": schema.MapAttribute{
 			Optional:    true,

@@ -185,8 +185,23 @@ func Config(v MachineVars, name string) ([]byte, error) {
 		}
 		d["agent"] = a
 	}
+	hasRoles := len(n.Roles) > 0 || n.Agent != nil
 	if n.Kind == KindIgnition {
-		d["ignition"] = ignitionBase(n)
+		ign := ignitionBase(n)
+		if hasRoles {
+			if err := n.rolesIgnition(ign); err != nil {
+				return nil, err
+			}
+		}
+		d["ignition"] = ign
+	}
+	d["roles_post"] = ""
+	if hasRoles && name == ConfigKickstart {
+		post, err := n.rolesKickstart()
+		if err != nil {
+			return nil, err
+		}
+		d["roles_post"] = post
 	}
 	out, err := n.execute(name, d)
 	if err != nil {
@@ -194,7 +209,7 @@ func Config(v MachineVars, name string) ([]byte, error) {
 	}
 	switch name {
 	case ConfigUserData:
-		if len(n.Roles) > 0 || n.Agent != nil {
+		if hasRoles {
 			r, rerr := n.rolesCloudConfig()
 			if rerr != nil {
 				return nil, rerr

@@ -152,6 +152,14 @@ func TestGoldenConfigs(t *testing.T) {
 		{"image.env", KindImage, ConfigImageEnv, func(v *MachineVars) { v.MachineID = "rack1-node'07" }},
 		{"user-data-roles", KindCloudInit, ConfigUserData, withRoles},
 		{"image.env-agent", KindImage, ConfigImageEnv, withRoles},
+		{"kickstart-roles", KindKickstart, ConfigKickstart, func(v *MachineVars) { withRoles(v); v.UserData = "" }},
+		{"ignition-roles", KindIgnition, ConfigIgnition, func(v *MachineVars) {
+			withRoles(v)
+			v.UserData = ""
+			for i := range v.Roles {
+				v.Roles[i].Packages = nil
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -371,4 +379,51 @@ func TestMergeUserData(t *testing.T) {
 			t.Error("two renders differ")
 		}
 	})
+}
+
+// Roles go where the kind can carry them, and what a kind cannot do is
+// an error naming it.
+func TestRolesKinds(t *testing.T) {
+	v := vars(KindIgnition)
+	withRoles(&v)
+	v.UserData = ""
+	var ve *ValidationError
+	if _, err := Config(v, ConfigIgnition); !errors.As(err, &ve) || ve.Field != "roles" || !strings.Contains(err.Error(), "chrony") {
+		t.Errorf("ignition with packages: %v, want a roles error naming them", err)
+	}
+	v = vars(KindIPXE)
+	withRoles(&v)
+	v.UserData = "#!ipxe\nexit\n"
+	if _, err := IPXEScript(v); !errors.As(err, &ve) || ve.Field != "roles" {
+		t.Errorf("ipxe with roles: %v, want a roles error", err)
+	}
+	// Every kind that carries roles also renders the same desired state
+	// the agent is served, so the agent has nothing to redo.
+	for _, k := range KindsWithRoles() {
+		v := vars(k)
+		withRoles(&v)
+		v.UserData = ""
+		if k == KindIgnition {
+			for i := range v.Roles {
+				v.Roles[i].Packages = nil
+			}
+		}
+		d, err := v.DesiredRoles()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := Files(v)
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		var all strings.Builder
+		for _, b := range files {
+			all.Write(b)
+		}
+		state, _ := json.Marshal(roles.SeedState(d))
+		if !strings.Contains(all.String(), string(state)) && !strings.Contains(all.String(), b64(string(state))) &&
+			!strings.Contains(all.String(), b64(string(state)+"\n")) {
+			t.Errorf("%s: no config carries the seeded agent state for revision %s", k, d.Revision)
+		}
+	}
 }
