@@ -194,7 +194,8 @@ func (r *roleResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"cloud_config": schema.StringAttribute{
 				Optional: true,
 				MarkdownDescription: "A `#cloud-config` fragment deep-merged into the install config (maps merged, lists " +
-					"appended, in role order). It takes effect at install only: the agent does not apply it to running " +
+					"appended, in role order) of install kinds `cloud-init` and `image`; a machine of another kind refuses " +
+					"a role that has one. It takes effect at install only: the agent does not apply it to running " +
 					"machines. A template.",
 			},
 			"on_remove": schema.StringAttribute{

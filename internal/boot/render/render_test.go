@@ -152,10 +152,11 @@ func TestGoldenConfigs(t *testing.T) {
 		{"image.env", KindImage, ConfigImageEnv, func(v *MachineVars) { v.MachineID = "rack1-node'07" }},
 		{"user-data-roles", KindCloudInit, ConfigUserData, withRoles},
 		{"image.env-agent", KindImage, ConfigImageEnv, withRoles},
-		{"kickstart-roles", KindKickstart, ConfigKickstart, func(v *MachineVars) { withRoles(v); v.UserData = "" }},
+		{"kickstart-roles", KindKickstart, ConfigKickstart, func(v *MachineVars) { withRoles(v); v.UserData = ""; v.Roles[0].CloudConfig = "" }},
 		{"ignition-roles", KindIgnition, ConfigIgnition, func(v *MachineVars) {
 			withRoles(v)
 			v.UserData = ""
+			v.Roles[0].CloudConfig = ""
 			for i := range v.Roles {
 				v.Roles[i].Packages = nil
 			}
@@ -387,9 +388,15 @@ func TestRolesKinds(t *testing.T) {
 	v := vars(KindIgnition)
 	withRoles(&v)
 	v.UserData = ""
+	v.Roles[0].CloudConfig = ""
 	var ve *ValidationError
 	if _, err := Config(v, ConfigIgnition); !errors.As(err, &ve) || ve.Field != "roles" || !strings.Contains(err.Error(), "chrony") {
 		t.Errorf("ignition with packages: %v, want a roles error naming them", err)
+	}
+	v = vars(KindKickstart)
+	withRoles(&v)
+	if _, err := Config(v, ConfigKickstart); !errors.As(err, &ve) || ve.Field != "roles" || !strings.Contains(err.Error(), `"base" has a cloud_config`) {
+		t.Errorf("kickstart with a cloud_config: %v, want a roles error naming the role", err)
 	}
 	v = vars(KindIPXE)
 	withRoles(&v)
@@ -403,6 +410,9 @@ func TestRolesKinds(t *testing.T) {
 		v := vars(k)
 		withRoles(&v)
 		v.UserData = ""
+		if k == KindKickstart || k == KindIgnition {
+			v.Roles[0].CloudConfig = ""
+		}
 		if k == KindIgnition {
 			for i := range v.Roles {
 				v.Roles[i].Packages = nil

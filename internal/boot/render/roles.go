@@ -100,6 +100,9 @@ func (n *normalized) rolesInstall() (*rolesInstall, error) {
 	}
 	in := &rolesInstall{desired: d}
 	for _, r := range d.Roles {
+		if r.CloudConfig != "" && n.Kind != KindCloudInit && n.Kind != KindImage {
+			return nil, invalid("roles", "role %q has a cloud_config, which an install of kind %s does not read: use files and scripts", r.Name, n.Kind)
+		}
 		for _, f := range r.Files {
 			in.files = append(in.files, installFile{f.Path, f.Content, f.Mode, f.Owner})
 		}
