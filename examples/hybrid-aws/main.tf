@@ -121,6 +121,10 @@ resource "metal_machine" "node" {
   # as known after apply, and Terraform installs the machines after the
   # load balancer exists. Changing a value later (or the role) updates the
   # machines in place through their agents: no reinstall.
+  # An order no value expresses: machines come up once the listener
+  # forwards to their target group.
+  depends_on = [aws_lb_listener.ingress]
+
   roles = [metal_role.ingress_worker.ref]
   role_parameters = {
     (metal_role.ingress_worker.name) = {

@@ -37,6 +37,12 @@ type (
 	ParameterError = roles.ParameterError
 )
 
+// Role result statuses.
+const (
+	RoleStatusOK     = roles.StatusOK
+	RoleStatusFailed = roles.StatusFailed
+)
+
 // RoleInstallKinds lists the install kinds whose install config carries
 // roles and the agent.
 func RoleInstallKinds() []string {

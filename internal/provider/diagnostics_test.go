@@ -174,6 +174,7 @@ func readMachine(t *testing.T, eng engine.Engine, defaults bmcDefaults) resource
 		RootDevice: types.StringNull(), WaitFor: types.StringValue("provisioned"), MachineID: types.StringNull(),
 		Timeline: types.ListNull(types.StringType), RenderedIPXE: types.StringNull(), RenderedUserData: types.StringNull(),
 		Roles: types.ListNull(types.StringType), RoleParameters: types.MapNull(types.MapType{ElemType: types.StringType}),
+		RolesFailed: types.ListNull(types.StringType),
 	}
 	if diags := state.Set(ctx, &model); diags.HasError() {
 		t.Fatalf("building state: %v", diags)

@@ -114,6 +114,7 @@ type machineResourceModel struct {
 
 	Roles          types.List `tfsdk:"roles"`
 	RoleParameters types.Map  `tfsdk:"role_parameters"`
+	RolesFailed    types.List `tfsdk:"roles_failed"`
 }
 
 type machineBMCModel struct {
@@ -523,6 +524,7 @@ func (r *machineResource) Read(ctx context.Context, req resource.ReadRequest, re
 	state.applyInventory(inv, false)
 	state.PowerState = types.StringValue(powerStateValue(inv.PowerState))
 	resp.Diagnostics.Append(r.readMachineBIOS(ctx, bmc, &state)...)
+	r.readRoles(ctx, bmc, &state)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -594,7 +596,7 @@ func (r *machineResource) Update(ctx context.Context, req resource.UpdateRequest
 		}
 	}
 	plan.applyInventory(inv, true)
-	if !prior.MachineID.IsNull() && rolesChanged(&plan, &prior) {
+	if !prior.MachineID.IsNull() && (rolesChanged(&plan, &prior) || len(prior.RolesFailed.Elements()) > 0) {
 		if !r.applyRoles(ctx, bmc, &plan, &prior, resp) {
 			return
 		}

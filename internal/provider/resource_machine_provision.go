@@ -252,6 +252,11 @@ func (r *machineResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	// state), so what its provisioning recorded stays as it is.
 	plan.MachineID = state.MachineID
 	plan.Timeline = state.Timeline
+	// Failed roles are applied again; changed ones report anew.
+	plan.RolesFailed = state.RolesFailed
+	if len(state.RolesFailed.Elements()) > 0 || rolesChanged(&plan, state) {
+		plan.RolesFailed = types.ListUnknown(types.StringType)
+	}
 	var configIP types.String
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, fwpath.Root("ip_address"), &configIP)...)
 	if configIP.IsNull() {
@@ -374,6 +379,7 @@ func (m *machineResourceModel) clearProvisioning() {
 	}
 	m.MachineID = types.StringNull()
 	m.Timeline = types.ListNull(types.StringType)
+	m.RolesFailed = types.ListNull(types.StringType)
 	m.RenderedIPXE = types.StringNull()
 	m.RenderedUserData = types.StringNull()
 }
@@ -393,6 +399,9 @@ func (m *machineResourceModel) keepProvisioning(state *machineResourceModel) {
 	if m.Timeline.IsUnknown() {
 		m.Timeline = state.Timeline
 	}
+	if m.RolesFailed.IsUnknown() {
+		m.RolesFailed = state.RolesFailed
+	}
 }
 
 // fillUnknownProvisioning nulls every provisioning result still unknown,
@@ -406,6 +415,7 @@ func (m *machineResourceModel) fillUnknownProvisioning() {
 	if m.Timeline.IsUnknown() {
 		m.Timeline = types.ListNull(types.StringType)
 	}
+	m.RolesFailed = nullIfUnknown(m.RolesFailed)
 }
 
 // timelineValue renders this provisioning's part of a machine's timeline:
@@ -504,6 +514,12 @@ func (r *machineResource) createProvisioned(ctx context.Context, bmc engine.BMC,
 	}
 	plan.applyInventory(after, true)
 	plan.MachineID = types.StringValue(res.MachineID)
+	plan.RolesFailed = types.ListNull(types.StringType)
+	if !plan.Roles.IsNull() {
+		// Nothing reported yet: the agent starts once the machine has
+		// booted what it installed.
+		plan.RolesFailed = stringList(nil)
+	}
 	plan.Timeline = timelineValue(res.Timeline)
 	if plan.IPAddress.IsUnknown() {
 		plan.IPAddress = types.StringNull()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -45,6 +46,14 @@ func machineRoleAttributes() map[string]schema.Attribute {
 				"with its output and the change stays pending. Removing a role runs its `on_remove`. Set it (even to " +
 				"`[]`) at install to get the agent; " + rolesAddedDescription + " Needs an `os_image` of install kind " +
 				backtickList(engine.RoleInstallKinds()) + " (`ignition` cannot install packages).",
+		},
+		"roles_failed": schema.ListAttribute{
+			Computed:    true,
+			ElementType: types.StringType,
+			MarkdownDescription: "Roles whose last application on the machine failed, as its agent reported (read on " +
+				"every refresh, so a failure after apply shows too, for instance when the agent converged later " +
+				"against the daemon). When not empty, the next plan updates the machine, which applies its roles again. " +
+				"Empty when all applied, null without `roles`.",
 		},
 		"role_parameters": schema.MapAttribute{
 			Optional:    true,
@@ -155,11 +164,68 @@ func (r *machineResource) applyRoles(ctx context.Context, bmc engine.BMC, plan, 
 		if errors.As(err, &failed) || errors.Is(err, engine.ErrAgentTimeout) {
 			plan.Roles, plan.RoleParameters = state.Roles, state.RoleParameters
 			plan.RenderedUserData = state.RenderedUserData
+			plan.RolesFailed = state.RolesFailed
+			if failed != nil {
+				names := make([]string, 0, len(failed.Failed))
+				for _, f := range failed.Failed {
+					names = append(names, f.Role)
+				}
+				plan.RolesFailed = stringList(names)
+			}
 			plan.keepProvisioning(state)
 			resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
 		}
 		return false
 	}
+	plan.RolesFailed = stringList(failedRoles(st))
 	tflog.Info(ctx, "Roles applied", map[string]any{"id": plan.ID.ValueString(), "generation": st.Generation, "revision": st.Revision})
 	return true
+}
+
+// failedRoles lists the roles the agent's last report, for the current
+// desired roles, says failed (none while no such report exists: a machine
+// that has not reported yet is not failing).
+func failedRoles(st *engine.RoleStatus) []string {
+	if st == nil || st.Report == nil || st.Report.Generation < st.Generation || st.Report.Revision != st.Revision {
+		return nil
+	}
+	var out []string
+	for _, r := range st.Report.Results {
+		if r.Status != engine.RoleStatusFailed {
+			continue
+		}
+		out = append(out, r.Role)
+	}
+	return out
+}
+
+func stringList(values []string) types.List {
+	elems := make([]attr.Value, len(values))
+	for i, v := range values {
+		elems[i] = types.StringValue(v)
+	}
+	return types.ListValueMust(types.StringType, elems)
+}
+
+// readRoles refreshes roles_failed from the agent's last report. A boot
+// service that cannot answer leaves the recorded value.
+func (r *machineResource) readRoles(ctx context.Context, bmc engine.BMC, state *machineResourceModel) {
+	if state.Roles.IsNull() || state.MachineID.IsNull() || r.boot == nil {
+		state.RolesFailed = nullIfUnknown(state.RolesFailed)
+		return
+	}
+	st, err := r.engine.RoleStatus(ctx, bmc)
+	if err != nil {
+		tflog.Debug(ctx, "Role status not read", map[string]any{"error": err.Error()})
+		state.RolesFailed = nullIfUnknown(state.RolesFailed)
+		return
+	}
+	state.RolesFailed = stringList(failedRoles(st))
+}
+
+func nullIfUnknown(l types.List) types.List {
+	if l.IsUnknown() {
+		return types.ListNull(types.StringType)
+	}
+	return l
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 	"github.com/composable-metal/terraform-provider-metal/internal/machinesim"
 	"github.com/composable-metal/terraform-provider-metal/internal/roles"
 )
@@ -175,6 +176,7 @@ func TestAccMachineRoles(t *testing.T) {
 						resource.TestMatchResourceAttr("metal_machine.test", "rendered_user_data",
 							regexp.MustCompile(`(?s)/etc/metal-test/motd.*/etc/metal-test/runtime.conf.*JOIN=cp.example:6443`)),
 						resource.TestMatchResourceAttr("metal_role.worker", "ref", regexp.MustCompile(`^worker@[0-9a-f]{12}$`)),
+						resource.TestCheckResourceAttr("metal_machine.test", "roles_failed.#", "0"),
 						rig.installed(func(inst machinesim.Installation) error {
 							if inst.Files["/etc/metal-test/motd"] != "host node1\n" || inst.Files["/etc/metal-test/worker.env"] != "JOIN=cp.example:6443\n" {
 								return fmt.Errorf("role files at install: %q", inst.Files)
@@ -212,7 +214,10 @@ func TestAccMachineRoles(t *testing.T) {
 				{
 					// Fixed; and then the machine drops worker and runtime.
 					Config: config("v2", "echo worker-ok", "metal_role.worker.ref"),
-					Check:  a.file("etc/metal-test/worker.env", "JOIN=cp.example:6443\n"),
+					Check: resource.ComposeTestCheckFunc(
+						a.file("etc/metal-test/worker.env", "JOIN=cp.example:6443\n"),
+						resource.TestCheckResourceAttr("metal_machine.test", "roles_failed.#", "0"),
+					),
 				},
 				{
 					Config: strings.Replace(config("v2", "echo worker-ok", "metal_role.base.ref"),
@@ -388,4 +393,31 @@ resource "metal_role" "b" {
 			},
 		},
 	})
+}
+
+// roles_failed lists failures of the current desired roles only.
+func TestFailedRoles(t *testing.T) {
+	report := func(gen uint64, rev string, statuses ...string) *engine.RoleReport {
+		r := &engine.RoleReport{Revision: rev, Generation: gen}
+		for i, s := range statuses {
+			r.Results = append(r.Results, engine.RoleResult{Role: fmt.Sprintf("r%d", i), Status: s})
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		st   *engine.RoleStatus
+		want []string
+	}{
+		{"no status", nil, nil},
+		{"no report yet", &engine.RoleStatus{Revision: "a", Generation: 2}, nil},
+		{"older generation", &engine.RoleStatus{Revision: "a", Generation: 2, Report: report(1, "a", "failed")}, nil},
+		{"other revision", &engine.RoleStatus{Revision: "b", Generation: 2, Report: report(2, "a", "failed")}, nil},
+		{"all ok", &engine.RoleStatus{Revision: "a", Generation: 2, Report: report(2, "a", "ok", "ok")}, nil},
+		{"one failed", &engine.RoleStatus{Revision: "a", Generation: 2, Report: report(3, "a", "ok", "failed")}, []string{"r1"}},
+	} {
+		if got := failedRoles(tc.st); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
