@@ -553,7 +553,7 @@ func TestRoleErrorsRoundTrip(t *testing.T) {
 	for _, err := range []error{
 		&engine.RoleFailedError{MachineID: "m-1", Failed: []engine.RoleResult{{Role: "worker", Action: "applied", Status: "failed", Output: "exit 3"}}},
 		&engine.CycleError{Path: []string{"a", "b", "a"}},
-		&engine.MissingRoleErr{Role: "base", RequiredBy: "app"},
+		&engine.MissingRoleError{Role: "base", RequiredBy: "app"},
 		&engine.TemplateError{Role: "r", Field: "scripts[0]", Expr: ".params.x", Key: "x", Err: errors.New("map has no entry")},
 		&engine.ConflictError{Path: "/etc/x", Roles: [2]string{"a", "b"}},
 		&engine.ParameterError{Role: "r", Parameter: "p", Reason: "not a number"},

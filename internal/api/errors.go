@@ -117,7 +117,7 @@ func encodeRoleError(err error) *roleDetails {
 	var (
 		fe *engine.RoleFailedError
 		ce *engine.CycleError
-		me *engine.MissingRoleErr
+		me *engine.MissingRoleError
 		te *engine.TemplateError
 		xe *engine.ConflictError
 		pe *engine.ParameterError
@@ -156,7 +156,7 @@ func decodeRoleError(d *roleDetails) error {
 	case "cycle":
 		return &engine.CycleError{Path: d.Path}
 	case "missing":
-		return &engine.MissingRoleErr{Role: d.Role, RequiredBy: d.RequiredBy}
+		return &engine.MissingRoleError{Role: d.Role, RequiredBy: d.RequiredBy}
 	case "template":
 		return &engine.TemplateError{Role: d.Role, Field: d.Field, Expr: d.Expr, Key: d.Key, Err: errors.New(d.Reason)}
 	case "conflict":

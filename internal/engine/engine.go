@@ -64,7 +64,7 @@ type Engine interface {
 
 	// PutRole validates a role and stores it in the catalog, replacing one
 	// of the same name. A requirement that does not exist gives a
-	// *MissingRoleErr, one that closes a cycle a *CycleError.
+	// *MissingRoleError, one that closes a cycle a *CycleError.
 	PutRole(ctx context.Context, role Role) (*RoleInfo, error)
 	// CheckRole is PutRole without storing (plan time).
 	CheckRole(ctx context.Context, role Role) error

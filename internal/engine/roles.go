@@ -31,7 +31,7 @@ type (
 	RoleFieldError = roles.FieldError
 	RoleFacts      = roles.Facts
 	CycleError     = roles.CycleError
-	MissingRoleErr = roles.MissingError
+	MissingRoleError = roles.MissingError
 	TemplateError  = roles.TemplateError
 	ConflictError  = roles.ConflictError
 	ParameterError = roles.ParameterError

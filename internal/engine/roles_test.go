@@ -66,7 +66,7 @@ func TestRoleCatalog(t *testing.T) {
 	defer e.Close()
 	ctx := context.Background()
 
-	var me *engine.MissingRoleErr
+	var me *engine.MissingRoleError
 	if _, err := e.PutRole(ctx, engine.Role{Name: "app", Requires: []string{"base"}}); !errors.As(err, &me) || me.Role != "base" {
 		t.Fatalf("PutRole with a missing requirement = %v", err)
 	}

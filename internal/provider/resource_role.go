@@ -498,7 +498,7 @@ func roleErrorDiagnostic(op operation, err error, at path.Path) diag.Diagnostic 
 	var (
 		fe *engine.RoleFailedError
 		ce *engine.CycleError
-		me *engine.MissingRoleErr
+		me *engine.MissingRoleError
 		te *engine.TemplateError
 		xe *engine.ConflictError
 		pe *engine.ParameterError
