@@ -22,19 +22,19 @@ import (
 
 // Role types shared with internal/roles.
 type (
-	Role           = roles.Role
-	RoleFile       = roles.File
-	RoleParameter  = roles.Parameter
-	RoleSelection  = roles.Selection
-	RoleResult     = roles.Result
-	RoleReport     = roles.Report
-	RoleFieldError = roles.FieldError
-	RoleFacts      = roles.Facts
-	CycleError     = roles.CycleError
+	Role             = roles.Role
+	RoleFile         = roles.File
+	RoleParameter    = roles.Parameter
+	RoleSelection    = roles.Selection
+	RoleResult       = roles.Result
+	RoleReport       = roles.Report
+	RoleFieldError   = roles.FieldError
+	RoleFacts        = roles.Facts
+	CycleError       = roles.CycleError
 	MissingRoleError = roles.MissingError
-	TemplateError  = roles.TemplateError
-	ConflictError  = roles.ConflictError
-	ParameterError = roles.ParameterError
+	TemplateError    = roles.TemplateError
+	ConflictError    = roles.ConflictError
+	ParameterError   = roles.ParameterError
 )
 
 // Role result statuses.
