@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -303,8 +304,19 @@ func (r *roleResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
-func (r *roleResource) put(ctx context.Context, plan *roleResourceModel, op operation, t func(context.Context, time.Duration) (time.Duration, diag.Diagnostics), diags *diag.Diagnostics) {
-	timeout, d := t(ctx, defaultRoleTimeout)
+// store puts the planned role in the catalog and records it in state;
+// create and update are the same call.
+func (r *roleResource) store(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, op operation, diags *diag.Diagnostics) {
+	var plan roleResourceModel
+	diags.Append(planned.Get(ctx, &plan)...)
+	if diags.HasError() {
+		return
+	}
+	timeouts := plan.Timeouts.Create
+	if op == opRoleUpdate {
+		timeouts = plan.Timeouts.Update
+	}
+	timeout, d := timeouts(ctx, defaultRoleTimeout)
 	diags.Append(d...)
 	diags.Append(requireBootService(r.boot, op, path.Empty())...)
 	role, _, d := plan.definition(ctx)
@@ -321,32 +333,15 @@ func (r *roleResource) put(ctx context.Context, plan *roleResourceModel, op oper
 	}
 	plan.ID, plan.Ref = types.StringValue(role.Name), types.StringValue(info.Ref)
 	tflog.Info(ctx, "Stored role", map[string]any{"name": role.Name, "ref": info.Ref})
+	diags.Append(state.Set(ctx, &plan)...)
 }
 
 func (r *roleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var plan roleResourceModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	r.put(ctx, &plan, opRoleCreate, plan.Timeouts.Create, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	r.store(ctx, req.Plan, &resp.State, opRoleCreate, &resp.Diagnostics)
 }
 
 func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan roleResourceModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	r.put(ctx, &plan, opRoleUpdate, plan.Timeouts.Update, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	r.store(ctx, req.Plan, &resp.State, opRoleUpdate, &resp.Diagnostics)
 }
 
 func (r *roleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
