@@ -196,8 +196,14 @@ func loadSecret(path string) ([]byte, error) {
 // tokenFor derives a provisioning token: only its hash is stored, and a
 // restarted service can still hand the machine its script URL.
 func (s *bootService) tokenFor(id, nonce string) string {
+	return s.derive("provisioning-token", id, nonce)
+}
+
+// derive is the per-state key's HMAC of a purpose, a machine and its
+// registration nonce, base64url: secrets that need only the nonce stored.
+func (s *bootService) derive(purpose, id, nonce string) string {
 	m := hmac.New(sha256.New, s.secret)
-	m.Write([]byte("provisioning-token\x00" + id + "\x00" + nonce))
+	m.Write([]byte(purpose + "\x00" + id + "\x00" + nonce))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 

@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,12 +33,6 @@ type (
 	TemplateError    = roles.TemplateError
 	ConflictError    = roles.ConflictError
 	ParameterError   = roles.ParameterError
-)
-
-// Role result statuses.
-const (
-	RoleStatusOK     = roles.StatusOK
-	RoleStatusFailed = roles.StatusFailed
 )
 
 // RoleInstallKinds lists the install kinds whose install config carries
@@ -82,11 +74,31 @@ type RoleStatus struct {
 
 // Converged reports whether the last report covers the desired generation
 // with every role ok.
-func (s *RoleStatus) Converged() bool {
-	if s.Report == nil || s.Report.Generation < s.Generation || s.Report.Revision != s.Revision {
-		return false
+func (s *RoleStatus) Converged() bool { return s.Reported() && len(s.Failed()) == 0 }
+
+// Reported reports whether the last report covers the desired roles.
+func (s *RoleStatus) Reported() bool {
+	return s != nil && s.Report != nil && s.Report.Generation >= s.Generation && s.Report.Revision == s.Revision
+}
+
+// Failed lists the roles that failed in the last report, when it covers
+// the desired roles (none otherwise: a machine that has not reported yet is
+// not failing).
+func (s *RoleStatus) Failed() []RoleResult {
+	if !s.Reported() {
+		return nil
 	}
-	return !slices.ContainsFunc(s.Report.Results, func(r RoleResult) bool { return r.Status != roles.StatusOK })
+	return failedResults(s.Report.Results)
+}
+
+func failedResults(results []RoleResult) []RoleResult {
+	var out []RoleResult
+	for _, r := range results {
+		if r.Status != roles.StatusOK {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Role errors (match with errors.Is).
@@ -340,9 +352,7 @@ func inventoryFacts(inv *Inventory) map[string]any {
 // agentCredential derives a machine's agent credential from the
 // registration nonce: only the nonce is stored, a reinstall changes it.
 func (s *bootService) agentCredential(id, nonce string) string {
-	m := hmac.New(sha256.New, s.secret)
-	m.Write([]byte("agent-credential\x00" + id + "\x00" + nonce))
-	return id + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return id + "." + s.derive("agent-credential", id, nonce)
 }
 
 // AgentMachine implements agentapi.Backend.
@@ -530,13 +540,7 @@ func (e *Embedded) ApplyRoles(ctx context.Context, bmc BMC, sel RoleSelection) (
 			return nil, err
 		}
 		if st.Report != nil && st.Report.Generation >= gen {
-			var failed []RoleResult
-			for _, res := range st.Report.Results {
-				if res.Status != roles.StatusOK {
-					failed = append(failed, res)
-				}
-			}
-			if len(failed) > 0 {
+			if failed := failedResults(st.Report.Results); len(failed) > 0 {
 				return st, &RoleFailedError{MachineID: id, Failed: failed}
 			}
 			return st, nil

@@ -186,14 +186,8 @@ func (r *machineResource) applyRoles(ctx context.Context, bmc engine.BMC, plan, 
 // desired roles, says failed (none while no such report exists: a machine
 // that has not reported yet is not failing).
 func failedRoles(st *engine.RoleStatus) []string {
-	if st == nil || st.Report == nil || st.Report.Generation < st.Generation || st.Report.Revision != st.Revision {
-		return nil
-	}
 	var out []string
-	for _, r := range st.Report.Results {
-		if r.Status != engine.RoleStatusFailed {
-			continue
-		}
+	for _, r := range st.Failed() {
 		out = append(out, r.Role)
 	}
 	return out
