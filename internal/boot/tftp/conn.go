@@ -5,8 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	ptftp "github.com/pin/tftp/v3"
 )
 
 // TFTP opcodes.
@@ -30,9 +35,34 @@ type filterConn struct {
 	s          *Server
 	singlePort bool
 	buf        []byte
+
+	// Single-port mode only. pin/tftp v3.2.0 routes a packet to its transfer
+	// by looking the transfer's channel up under its lock, releasing the
+	// lock and then sending, while a transfer that ends closes that channel:
+	// a packet from a peer whose transfer ends in that window panics the
+	// process ("send on closed channel"). A transfer tells its Hook that it
+	// ended just before closing the channel, so the accept goroutine holds
+	// route from handing a packet over until it asks for the next one (by
+	// then pin/tftp has routed it), and the hook takes route to mark the peer
+	// ended: nothing from that peer reaches pin/tftp until the channel is gone.
+	route   sync.Mutex
+	routing bool // route is held by the accept goroutine
+	endedMu sync.Mutex
+	ended   map[netip.AddrPort]time.Time
 }
 
+// endedHold bounds how long packets from a peer whose transfer ended are
+// dropped when the server cannot tell that the channel is closed (a request
+// refused by the handler: pin/tftp closes after the handler returns).
+// Otherwise the handler clears the mark as soon as ReadFrom returns, so a
+// client that reuses its port for the next file is not held up.
+const endedHold = 250 * time.Millisecond
+
 func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.routing {
+		c.routing = false
+		c.route.Unlock()
+	}
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(c.buf)
 		if err != nil {
@@ -46,11 +76,76 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !ok || peer.Port == 0 {
 			continue
 		}
-		if m := c.s.filterPacket(c.buf[:n], p, peer, c.singlePort); m > 0 {
-			return m, peer, nil
+		if !c.singlePort {
+			if m := c.s.filterPacket(c.buf[:n], p, peer, false); m > 0 {
+				return m, peer, nil
+			}
+			continue
 		}
+		// Checked under route, so a transfer cannot end between the check
+		// and pin/tftp routing the packet.
+		c.route.Lock()
+		if !c.recentlyEnded(addrPort(peer)) {
+			if m := c.s.filterPacket(c.buf[:n], p, peer, true); m > 0 {
+				c.routing = true
+				return m, peer, nil
+			}
+		}
+		c.route.Unlock()
 	}
 }
+
+// recentlyEnded reports whether peer's transfer ended less than endedHold ago.
+func (c *filterConn) recentlyEnded(peer netip.AddrPort) bool {
+	c.endedMu.Lock()
+	defer c.endedMu.Unlock()
+	at, ok := c.ended[peer]
+	if ok && time.Since(at) >= endedHold {
+		delete(c.ended, peer)
+		return false
+	}
+	return ok
+}
+
+// transferEnded is the pin/tftp hook: called from a transfer's goroutine just
+// before pin/tftp closes its channel (and from the accept goroutine, with no
+// peer, for packets it could not use).
+func (c *filterConn) transferEnded(st ptftp.TransferStats) {
+	ip, ok := netip.AddrFromSlice(st.RemoteAddr)
+	if !ok || st.Tid == 0 {
+		return
+	}
+	peer := netip.AddrPortFrom(ip.Unmap(), uint16(st.Tid))
+	c.route.Lock() // the accept goroutine is not between lookup and send
+	defer c.route.Unlock()
+	c.endedMu.Lock()
+	defer c.endedMu.Unlock()
+	now := time.Now()
+	if len(c.ended) > 1024 {
+		for p, at := range c.ended {
+			if now.Sub(at) >= endedHold {
+				delete(c.ended, p)
+			}
+		}
+	}
+	c.ended[peer] = now
+}
+
+// transferClosed lifts the mark of a peer whose transfer's channel is closed.
+func (c *filterConn) transferClosed(peer netip.AddrPort) {
+	if !c.singlePort {
+		return
+	}
+	c.endedMu.Lock()
+	delete(c.ended, peer)
+	c.endedMu.Unlock()
+}
+
+// endHook adapts filterConn.transferEnded to ptftp.Hook.
+type endHook struct{ c *filterConn }
+
+func (h endHook) OnSuccess(st ptftp.TransferStats)          { h.c.transferEnded(st) }
+func (h endHook) OnFailure(st ptftp.TransferStats, _ error) { h.c.transferEnded(st) }
 
 // filterPacket returns the length of the packet to hand to pin/tftp (written
 // to out), or 0 if the packet was dropped or refused.

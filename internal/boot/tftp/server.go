@@ -209,7 +209,8 @@ func New(conn net.PacketConn, cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 		fatal:    make(chan struct{}),
 	}
-	s.fconn = &filterConn{PacketConn: conn, s: s, singlePort: cfg.SinglePort, buf: make([]byte, 65536)}
+	s.fconn = &filterConn{PacketConn: conn, s: s, singlePort: cfg.SinglePort, buf: make([]byte, 65536),
+		ended: make(map[netip.AddrPort]time.Time)}
 
 	p := ptftp.NewServer(s.readHandler, nil)
 	p.SetTimeout(timeout)
@@ -225,6 +226,7 @@ func New(conn net.PacketConn, cfg Config) (*Server, error) {
 	}
 	if cfg.SinglePort {
 		p.EnableSinglePort() // after SetBlockSize: it sizes the read buffer
+		p.SetHook(endHook{s.fconn})
 	}
 	s.pin = p
 	return s, nil
@@ -448,12 +450,15 @@ func (s *Server) readHandler(name string, rf io.ReaderFrom) error {
 	}
 	r := &transferReader{r: io.NewSectionReader(cf.f, 0, ev.Size), stop: s.stopping}
 	_, err = rf.ReadFrom(r)
+	s.fconn.transferClosed(ev.Peer) // pin/tftp closed the transfer in ReadFrom
 	ev.Bytes = r.n
 	return finish(err)
 }
 
 // transferReader counts bytes and aborts the transfer when the server stops.
-// It deliberately does not implement io.Seeker (tsize is set explicitly).
+// It deliberately does not implement io.Seeker: tsize is set explicitly, and
+// pin/tftp's seek path can end a transfer without calling the hook filterConn
+// relies on in single-port mode.
 type transferReader struct {
 	r    io.Reader
 	n    int64

@@ -500,9 +500,15 @@ func TestSocketFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.conn.Close()
-	err := ts.stop(t)
-	if !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Serve = %v, want net.ErrClosed", err)
+	// Serve must return on its own; cancelling here would race the failure.
+	select {
+	case err := <-ts.errc:
+		close(ts.errc)
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("Serve did not return after its socket was closed")
 	}
 }
 
@@ -706,5 +712,71 @@ func TestErrorType(t *testing.T) {
 	}
 	if ErrorCode(99).String() != "code 99" {
 		t.Fatal(ErrorCode(99).String())
+	}
+}
+
+// TestSinglePortPacketsAtTransferEnd: in single-port mode, packets from a
+// peer whose transfer is ending (duplicate final ACKs, ACKs after an ERROR)
+// must not reach the ended transfer. pin/tftp v3.2.0 alone races them with
+// the transfer closing its channel: a data race under -race, a "send on
+// closed channel" panic without it.
+func TestSinglePortPacketsAtTransferEnd(t *testing.T) {
+	ts := startServer(t, Config{SinglePort: true})
+	writeFile(t, ts.root, "undionly.kpxe", []byte("one block"))
+	writeFile(t, ts.root, "ipxe.efi", randomBytes(64<<10, 9))
+
+	const rounds = 150
+	var g errgroup.Group
+	g.SetLimit(4)
+	for i := range rounds {
+		g.Go(func() error {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			srv, err := net.ResolveUDPAddr("udp4", ts.addr)
+			if err != nil {
+				return err
+			}
+			name, abort := "undionly.kpxe", i%2 == 1
+			if abort {
+				name = "ipxe.efi"
+			}
+			// Like a real client, resend the request until block 1 comes:
+			// the bursts below can overflow the server's socket buffer.
+			buf := make([]byte, 1024)
+			for try := 0; ; try++ {
+				if _, err := c.WriteToUDP(rrq(name, "octet"), srv); err != nil {
+					return err
+				}
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				n, _, err := c.ReadFromUDP(buf)
+				if err == nil && n >= 4 && buf[1] == 3 {
+					break
+				}
+				if try == 10 {
+					return fmt.Errorf("round %d: no DATA: %w", i, err)
+				}
+			}
+			if abort {
+				c.WriteToUDP([]byte{0, opERROR, 0, 0, 0}, srv)
+			}
+			for range 20 {
+				c.WriteToUDP(ack(1), srv)
+			}
+			return nil
+		})
+	}
+	must(t, g.Wait())
+	ts.rec.wait(t, rounds)
+	// The server still serves, and counted every transfer once.
+	got, _, err := fetch(ts.addr, "undionly.kpxe", fetchOpts{})
+	if err != nil || string(got) != "one block" {
+		t.Fatalf("fetch after the storm: %q, %v", got, err)
+	}
+	ts.rec.wait(t, 1)
+	if st := ts.Stats(); st.Transfers != rounds/2+1 || st.Failed != rounds/2 || st.Active != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
