@@ -393,7 +393,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	pending := a.loadPending()
+	state, pending := a.takeInstallFailure(state, a.loadPending())
 	a.log.Info("agent started", "server", a.cfg.Server, "machine_id", a.cfg.MachineID,
 		"revision", state.Revision, "generation", state.Generation)
 	a.loop(ctx, state, pending)
@@ -470,7 +470,8 @@ func Once(ctx context.Context, cfg Config) (*roles.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if pending := a.loadPending(); pending != nil {
+	state, pending := a.takeInstallFailure(state, a.loadPending())
+	if pending != nil {
 		if err := a.sendPending(ctx, pending); err != nil {
 			return nil, fmt.Errorf("delivering an earlier report: %w", err)
 		}

@@ -55,6 +55,12 @@ type Machine struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// MaxImageBytes caps one downloaded image (default 1 GiB).
 	MaxImageBytes int64
+	// Exec, when set, is offered every command the installed system runs
+	// (cloud-init runcmd, kickstart %post lines, systemd ExecStart lines)
+	// before the simulator's own handling; handled false falls back to it.
+	// Tests use it to run real scripts, or start a real process, at the
+	// moment the installer would.
+	Exec func(ctx context.Context, argv []string) (status int, handled bool)
 	// Logger receives debug logs of every step (URLs redacted); nil
 	// discards.
 	Logger *slog.Logger

@@ -14,8 +14,9 @@ import (
 // The installers' scripts (kickstart %pre/%post, cloud-init runcmd,
 // systemd ExecStart lines) are shell. The simulator runs the part that
 // talks to the boot service, curl, and treats every other command as a
-// successful no-op: it cannot create files or partitions anyway, and the
-// Installation records what the configs say instead.
+// successful no-op (unless Machine.Exec takes it): it cannot create files
+// or partitions anyway, and the Installation records what the configs say
+// instead.
 
 // shellWord is a word or an operator (&&, ||, ;, |, &, >, >>, <) of a
 // shell command line.
@@ -161,6 +162,11 @@ func (r *run) runShellLine(words []shellWord, what string) (exit bool) {
 
 // runArgv runs one command: curl for real, everything else as a no-op.
 func (r *run) runArgv(argv []string, what string) int {
+	if r.m.Exec != nil {
+		if status, ok := r.m.Exec(r.ctx, argv); ok {
+			return status
+		}
+	}
 	name := argv[0]
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]

@@ -516,9 +516,19 @@ func (r *machineResource) createProvisioned(ctx context.Context, bmc engine.BMC,
 	plan.MachineID = types.StringValue(res.MachineID)
 	plan.RolesFailed = types.ListNull(types.StringType)
 	if !plan.Roles.IsNull() {
-		// Nothing reported yet: the agent starts once the machine has
-		// booted what it installed.
+		// Usually nothing is reported yet: the agent starts once the
+		// machine has booted what it installed. A cloud-init install
+		// starts it before reporting provisioned, so a role that failed
+		// at install is often known here.
 		plan.RolesFailed = stringList(nil)
+		if st, err := r.engine.RoleStatus(ctx, bmc); err == nil && len(st.Failed()) > 0 {
+			plan.RolesFailed = stringList(failedRoles(st))
+			resp.Diagnostics.AddAttributeError(pathRoles, "Role Failed At Install",
+				"Unable to create machine. "+(&engine.RoleFailedError{MachineID: res.MachineID, Failed: st.Failed()}).Error()+
+					"\n\nThe machine is installed and kept in state, marked tainted: the next apply reinstalls it. "+
+					"To retry the failed roles in place instead, fix the role, run `terraform untaint` on this "+
+					"machine and apply: roles_failed makes the plan update it, and its agent applies them again.")
+		}
 	}
 	plan.Timeline = timelineValue(res.Timeline)
 	if plan.IPAddress.IsUnknown() {

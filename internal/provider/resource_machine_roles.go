@@ -43,7 +43,10 @@ func machineRoleAttributes() map[string]schema.Attribute {
 				"an agent (served by the boot service, run as a systemd service) that applies later changes in place. " +
 				"Changing the list, a role's content or `role_parameters` updates the machine in place: apply waits until " +
 				"the agent reports every role applied (bounded by `timeouts.update`); a role that fails fails the apply " +
-				"with its output and the change stays pending. Removing a role runs its `on_remove`. Set it (even to " +
+				"with its output and the change stays pending. A role script that fails during the install stops the " +
+				"scripts after it; the agent reports it when it first starts: when that is before the install " +
+				"finishes (cloud-init starts it first) the create fails naming the role and the machine is kept, " +
+				"tainted; otherwise it shows in `roles_failed` on the next refresh. Removing a role runs its `on_remove`. Set it (even to " +
 				"`[]`) at install to get the agent; " + rolesAddedDescription + " Needs an `os_image` of install kind " +
 				backtickList(engine.RoleInstallKinds()) + " (`ignition` cannot install packages).",
 		},
@@ -51,8 +54,8 @@ func machineRoleAttributes() map[string]schema.Attribute {
 			Computed:    true,
 			ElementType: types.StringType,
 			MarkdownDescription: "Roles whose last application on the machine failed, as its agent reported (read on " +
-				"every refresh, so a failure after apply shows too, for instance when the agent converged later " +
-				"against the daemon). When not empty, the next plan updates the machine, which applies its roles again. " +
+				"every refresh, so a failure after apply shows too, for instance a role that failed during the install " +
+				"or when the agent converged later against the daemon). When not empty, the next plan updates the machine, which applies its roles again. " +
 				"Empty when all applied, null without `roles`.",
 		},
 		"role_parameters": schema.MapAttribute{

@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/composable-metal/terraform-provider-metal/internal/daemon/daemontest"
 	"github.com/composable-metal/terraform-provider-metal/internal/engine"
 	"github.com/composable-metal/terraform-provider-metal/internal/machinesim"
 	"github.com/composable-metal/terraform-provider-metal/internal/roles"
@@ -51,7 +53,12 @@ type agentProcess struct {
 // startAgent starts the agent with the config and seeded state the
 // simulated machine's install wrote, as the installed system would.
 func startAgent(t *testing.T, inst machinesim.Installation) (*agentProcess, error) {
-	dir := t.TempDir()
+	return startAgentIn(t, t.TempDir(), inst)
+}
+
+// startAgentIn is startAgent with the agent's state (and its install
+// directory) in dir.
+func startAgentIn(t *testing.T, dir string, inst machinesim.Installation) (*agentProcess, error) {
 	a := &agentProcess{root: filepath.Join(dir, "root")}
 	conf, state := filepath.Join(dir, "agent.json"), filepath.Join(dir, "state.json")
 	if inst.Files[roles.DefaultConfigPath] == "" || inst.Files[roles.DefaultStatePath] == "" {
@@ -419,5 +426,193 @@ func TestFailedRoles(t *testing.T) {
 		if got := failedRoles(tc.st); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// installedSystem runs, for real, what the simulated machine's installed
+// system would: the role scripts through the install runner, and the agent
+// where cloud-init starts it (after the scripts, before phone_home). It
+// waits for the agent to deliver an install-failure report, so the apply
+// that installs sees it.
+type installedSystem struct {
+	t       *testing.T
+	machine *machinesim.Machine
+	mu      sync.Mutex
+	at      time.Time // the installation the last of dirs belongs to
+	dirs    []string  // one agent directory per installation, latest last
+}
+
+const (
+	installDirPath = "/var/lib/metal-agent/install"
+	installRunner  = installDirPath + "/run"
+)
+
+// dir is the agent directory of the current installation: fresh (its
+// install directory written from the installed files) after a reinstall.
+func (s *installedSystem) dir() (string, machinesim.Installation, error) {
+	inst, ok := s.machine.Disk.Installed()
+	if !ok {
+		return "", inst, fmt.Errorf("nothing installed")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dirs) > 0 && inst.InstalledAt.Equal(s.at) {
+		return s.dirs[len(s.dirs)-1], inst, nil
+	}
+	dir := s.t.TempDir()
+	for p, content := range inst.Files {
+		rel, ok := strings.CutPrefix(p, installDirPath+"/")
+		if !ok {
+			continue
+		}
+		dst := filepath.Join(dir, roles.InstallDir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return "", inst, err
+		}
+		if err := os.WriteFile(dst, []byte(content), 0o700); err != nil {
+			return "", inst, err
+		}
+	}
+	s.at, s.dirs = inst.InstalledAt, append(s.dirs, dir)
+	return dir, inst, nil
+}
+
+func (s *installedSystem) exec(ctx context.Context, argv []string) (int, bool) {
+	switch {
+	case len(argv) == 6 && argv[0] == "env" && argv[3] == installRunner:
+		dir, _, err := s.dir()
+		if err != nil {
+			s.t.Errorf("install runner: %v", err)
+			return 1, true
+		}
+		script, _ := strings.CutPrefix(argv[5], installDirPath+"/")
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, roles.InstallDir, roles.InstallRunner), argv[4],
+			filepath.Join(dir, roles.InstallDir, filepath.FromSlash(script)))
+		cmd.Env = append(os.Environ(), argv[1], argv[2])
+		out, err := cmd.CombinedOutput()
+		s.t.Logf("install runner %s: %v\n%s", argv[4:], err, out)
+		return cmd.ProcessState.ExitCode(), true
+	case len(argv) == 3 && argv[0] == "sh" && strings.Contains(argv[2], "enable --now metal-agent.service"):
+		dir, inst, err := s.dir()
+		if err != nil {
+			s.t.Errorf("starting the agent: %v", err)
+			return 1, true
+		}
+		a, err := startAgentIn(s.t, dir, inst)
+		if err != nil {
+			s.t.Errorf("starting the agent: %v", err)
+			return 1, true
+		}
+		if _, err := os.Stat(filepath.Join(dir, roles.InstallDir, roles.InstallFailed)); err != nil {
+			return 0, true // nothing to report
+		}
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(20 * time.Second)
+		for !strings.Contains(a.output(), "report delivered") {
+			select {
+			case <-tick.C:
+			case <-deadline:
+				s.t.Errorf("the agent did not deliver the install report:\n%s", a.output())
+				return 1, true
+			case <-ctx.Done():
+				return 1, true
+			}
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+func (s *installedSystem) installs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.dirs)
+}
+
+// installFile reads a file the current installation's install directory holds.
+func (s *installedSystem) installFile(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dirs) == 0 {
+		return ""
+	}
+	b, _ := os.ReadFile(filepath.Join(s.dirs[len(s.dirs)-1], roles.InstallDir, name))
+	return string(b)
+}
+
+// TestAccMachineRoleFailsAtInstall: a role script that fails during the
+// install (run for real by the install runner) fails the apply that
+// installs, naming the role with its output; the machine stays in state,
+// tainted, and the next apply with the role fixed reinstalls it.
+func TestAccMachineRoleFailsAtInstall(t *testing.T) {
+	for _, mode := range []string{"embedded", "remote"} {
+		t.Run(mode, func(t *testing.T) {
+			sys := &installedSystem{t: t, machine: &machinesim.Machine{}}
+			sys.machine.Exec = sys.exec
+			rig := startProvisionRig(t, sys.machine)
+			m := &engineMode{name: mode}
+			if mode == "remote" {
+				d := daemontest.Start(t, daemontest.Options{DHCPPort: rig.dhcp.Port})
+				m = &engineMode{name: mode, daemon: d, token: d.Token("create", "terraform")}
+			}
+			config := func(workerScript string) string {
+				return rig.configFor(m, `
+  hostname = "node1"
+  roles    = [metal_role.worker.ref]
+`) + fmt.Sprintf(`
+resource "metal_role" "base" {
+  name    = "base"
+  scripts = ["echo base-ran > \"$(dirname \"$0\")/../base-ran\""]
+}
+
+resource "metal_role" "worker" {
+  name     = "worker"
+  requires = [metal_role.base.ref]
+  scripts  = [%q]
+}
+`, workerScript)
+			}
+			resource.Test(t, resource.TestCase{
+				IsUnitTest:               true,
+				ProtoV6ProviderFactories: protoV6ProviderFactories(),
+				Steps: []resource.TestStep{
+					{
+						Config:      config("echo boom-at-install >&2; exit 3"),
+						ExpectError: regexp.MustCompile(`(?s)Role Failed At Install.*role "worker" failed.*boom-at-install.*exited with status 3.*tainted`),
+					},
+					{
+						// Kept in state and tainted: fixing the role reinstalls.
+						Config: config("echo worker-ok"),
+						ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+							plancheck.ExpectResourceAction("metal_machine.test", plancheck.ResourceActionReplace),
+						}},
+						Check: resource.ComposeTestCheckFunc(
+							resource.TestCheckResourceAttr("metal_machine.test", "roles_failed.#", "0"),
+							func(*terraform.State) error {
+								if n := sys.installs(); n != 2 {
+									return fmt.Errorf("%d installations ran their scripts, want 2", n)
+								}
+								if got := sys.installFile(roles.InstallFailed); got != "" {
+									return fmt.Errorf("the reinstall recorded a failure: %q", got)
+								}
+								if got := sys.installFile("worker.log"); got != "worker-ok\n" {
+									return fmt.Errorf("worker.log = %q", got)
+								}
+								return nil
+							},
+						),
+					},
+				},
+			})
+			// The first install ran base, then stopped at worker.
+			first := filepath.Join(sys.dirs[0], roles.InstallDir)
+			if b, err := os.ReadFile(filepath.Join(first, "base-ran")); err != nil || string(b) != "base-ran\n" {
+				t.Errorf("base at the first install: %q, %v", b, err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(first, roles.InstallFailed)); string(b) != "" {
+				t.Errorf("the failure was not taken by the agent: %q", b)
+			}
+		})
 	}
 }

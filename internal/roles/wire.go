@@ -154,3 +154,37 @@ const (
 	DefaultStatePath  = "/var/lib/metal-agent/state.json"
 	DefaultBinaryPath = "/usr/local/bin/metal-agent"
 )
+
+// Install-time results. The install config runs role scripts through
+// InstallRunner, in the InstallDir next to the agent's state: each role's
+// output goes to <role>.log, and the first failure writes InstallFailed
+// ("<role>\n<exit status>\n") and skips every later script. The agent's
+// first start reports that failure and records the role (and those after
+// it) as failed, so the next apply retries them in place.
+const (
+	InstallDir    = "install"
+	InstallRunner = "run"
+	InstallFailed = "failed"
+)
+
+// InstallRunnerScript is the InstallRunner: `run <role> <script>`.
+const InstallRunnerScript = `#!/bin/sh
+# composable-metal: run one role script at install. Output goes to
+# <role>.log here; the first failure is recorded in "failed" for the role
+# agent to report, and the scripts after it are skipped.
+d=$(dirname "$0")
+if [ -e "$d/failed" ]; then
+  echo "metal: not running $1: an earlier role failed at install" >&2
+  exit 0
+fi
+"$2" >"$d/$1.out" 2>&1
+rc=$?
+cat "$d/$1.out"
+cat "$d/$1.out" >>"$d/$1.log"
+rm -f "$d/$1.out"
+if [ "$rc" -ne 0 ]; then
+  printf '%s\n%s\n' "$1" "$rc" >"$d/failed"
+  echo "metal: role $1 failed at install (exit status $rc)" >&2
+fi
+exit "$rc"
+`

@@ -78,6 +78,17 @@ type installScript struct {
 	role, path string
 }
 
+// Where install-time scripts and their results live (see roles.InstallDir).
+var (
+	installDir    = path.Join(path.Dir(roles.DefaultStatePath), roles.InstallDir)
+	installRunner = path.Join(installDir, roles.InstallRunner)
+)
+
+// argv is the command that runs the script through the install runner.
+func (sc installScript) argv(machineID string) []string {
+	return []string{"env", "METAL_ROLE=" + sc.role, "METAL_MACHINE_ID=" + machineID, installRunner, sc.role, sc.path}
+}
+
 // rolesInstall is what an install config must do for the machine's roles,
 // whatever its syntax: write files, install packages, run scripts in
 // order, and set the agent up with its state seeded (so it does not redo
@@ -113,13 +124,16 @@ func (n *normalized) rolesInstall() (*rolesInstall, error) {
 		}
 		for i, script := range r.Scripts {
 			// Scripts are files so their own #! lines work.
-			p := path.Join("/var/lib/metal-agent/install", r.Name, fmt.Sprintf("%02d", i))
+			p := path.Join(installDir, r.Name, fmt.Sprintf("%02d", i))
 			if !strings.HasPrefix(script, "#!") {
 				script = "#!/bin/sh\n" + script
 			}
 			in.files = append(in.files, installFile{p, script, "0700", "root:root"})
 			in.scripts = append(in.scripts, installScript{r.Name, p})
 		}
+	}
+	if len(in.scripts) > 0 {
+		in.files = append(in.files, installFile{installRunner, roles.InstallRunnerScript, "0700", "root:root"})
 	}
 	if n.Agent != nil {
 		conf, err := tmplfuncs.JSONMarshal(roles.AgentConfig{Server: n.base, MachineID: n.MachineID, Credential: n.Agent.Credential})
@@ -165,7 +179,11 @@ func (n *normalized) rolesCloudConfig() ([]byte, error) {
 	}
 	for _, sc := range in.scripts {
 		// cloud-init runs runcmd in order, after packages.
-		runcmd = append(runcmd, []any{"env", "METAL_ROLE=" + sc.role, "METAL_MACHINE_ID=" + n.MachineID, sc.path})
+		var argv []any
+		for _, a := range sc.argv(n.MachineID) {
+			argv = append(argv, a)
+		}
+		runcmd = append(runcmd, argv)
 	}
 	if in.binaryURL != "" {
 		runcmd = append(runcmd, []any{"sh", "-c", "set -e; " + in.fetchAgent() + "; " +
@@ -227,7 +245,11 @@ metal_file() { # path mode owner base64
 		fmt.Fprintf(&b, "dnf -y install %s || yum -y install %s\n", pkgs, pkgs)
 	}
 	for _, sc := range in.scripts {
-		fmt.Fprintf(&b, "env METAL_ROLE=%s METAL_MACHINE_ID=%s %s\n", shq(sc.role), shq(n.MachineID), sc.path)
+		q := sc.argv(n.MachineID)
+		for i := range q {
+			q[i] = shWord(q[i])
+		}
+		b.WriteString(strings.Join(q, " ") + "\n")
 	}
 	if in.binaryURL != "" {
 		b.WriteString(in.fetchAgent() + "\n")
@@ -275,8 +297,12 @@ func (n *normalized) rolesIgnition(cfg map[string]any) error {
 			exec.WriteString(c)
 		}
 		for _, sc := range in.scripts {
-			fmt.Fprintf(&exec, "ExecStart=/usr/bin/env METAL_ROLE=%s METAL_MACHINE_ID=%s %s\n",
-				systemdEscape(sc.role), systemdEscape(n.MachineID), systemdEscape(sc.path))
+			q := sc.argv(n.MachineID)
+			q[0] = "/usr/bin/env"
+			for i := range q {
+				q[i] = systemdEscape(q[i])
+			}
+			exec.WriteString("ExecStart=" + strings.Join(q, " ") + "\n")
 		}
 		units = append(units, map[string]any{"name": "metal-roles-install.service", "enabled": true, "contents": `[Unit]
 Description=Apply composable-metal roles once, at install
@@ -325,6 +351,14 @@ func (n *normalized) agentData() (map[string]any, error) {
 }
 
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// shWord is s as one shell word: as is when nothing in it is special.
+func shWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:@+,") == "" {
+		return s
+	}
+	return shq(s)
+}
 
 // checkRoles validates the role inputs of v.
 func (n *normalized) checkRoles() error {
