@@ -302,7 +302,10 @@ func (n *normalized) rolesIgnition(cfg map[string]any) error {
 			for i := range q {
 				q[i] = systemdEscape(q[i])
 			}
-			exec.WriteString("ExecStart=" + strings.Join(q, " ") + "\n")
+			// "-": a failure is recorded by the runner (and reported by the
+			// agent); the unit goes on so it is marked done and a reboot
+			// does not run the scripts again.
+			exec.WriteString("ExecStart=-" + strings.Join(q, " ") + "\n")
 		}
 		units = append(units, map[string]any{"name": "metal-roles-install.service", "enabled": true, "contents": `[Unit]
 Description=Apply composable-metal roles once, at install
