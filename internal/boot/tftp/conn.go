@@ -45,9 +45,8 @@ type filterConn struct {
 	// route from handing a packet over until it asks for the next one (by
 	// then pin/tftp has routed it), and the hook takes route to mark the peer
 	// ended: nothing from that peer reaches pin/tftp until the channel is gone.
-	route   sync.Mutex
-	routing bool // route is held by the accept goroutine
-	endedMu sync.Mutex
+	route   sync.Mutex // also guards ended
+	routing bool       // route is held by the accept goroutine
 	ended   map[netip.AddrPort]time.Time
 }
 
@@ -95,10 +94,9 @@ func (c *filterConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// recentlyEnded reports whether peer's transfer ended less than endedHold ago.
+// recentlyEnded reports whether peer's transfer ended less than endedHold
+// ago. Caller holds route.
 func (c *filterConn) recentlyEnded(peer netip.AddrPort) bool {
-	c.endedMu.Lock()
-	defer c.endedMu.Unlock()
 	at, ok := c.ended[peer]
 	if ok && time.Since(at) >= endedHold {
 		delete(c.ended, peer)
@@ -118,8 +116,6 @@ func (c *filterConn) transferEnded(st ptftp.TransferStats) {
 	peer := netip.AddrPortFrom(ip.Unmap(), uint16(st.Tid))
 	c.route.Lock() // the accept goroutine is not between lookup and send
 	defer c.route.Unlock()
-	c.endedMu.Lock()
-	defer c.endedMu.Unlock()
 	now := time.Now()
 	if len(c.ended) > 1024 {
 		for p, at := range c.ended {
@@ -136,9 +132,9 @@ func (c *filterConn) transferClosed(peer netip.AddrPort) {
 	if !c.singlePort {
 		return
 	}
-	c.endedMu.Lock()
+	c.route.Lock()
 	delete(c.ended, peer)
-	c.endedMu.Unlock()
+	c.route.Unlock()
 }
 
 // endHook adapts filterConn.transferEnded to ptftp.Hook.
