@@ -19,6 +19,12 @@ type installFailure struct {
 	output string
 }
 
+// result is the failed role's report entry.
+func (f installFailure) result(digest string) roles.Result {
+	return roles.Result{Role: f.role, Digest: digest, Action: roles.ActionApplied, Status: roles.StatusFailed,
+		Output: fmt.Sprintf("%sat install: a script of role %q exited with status %d", f.output, f.role, f.status)}
+}
+
 // installDir is where the install config ran the role scripts.
 func (c Config) installDir() string {
 	return filepath.Join(filepath.Dir(c.StatePath), roles.InstallDir)
@@ -63,8 +69,7 @@ func installReport(state roles.State, f installFailure) (roles.Report, roles.Sta
 		switch {
 		case name == f.role:
 			failed = true
-			res.Status = roles.StatusFailed
-			res.Output = fmt.Sprintf("%sat install: a script of role %q exited with status %d", f.output, name, f.status)
+			res = f.result(r.Digest)
 		case failed:
 			res.Status = roles.StatusFailed
 			res.Output = fmt.Sprintf("not applied at install: role %q, which comes before it, failed", f.role)
@@ -78,8 +83,7 @@ func installReport(state roles.State, f installFailure) (roles.Report, roles.Sta
 	if !failed {
 		// The role is not in the seeded state (it was removed from the
 		// install config's view): report it alone.
-		rep.Results = append(rep.Results, roles.Result{Role: f.role, Action: roles.ActionApplied, Status: roles.StatusFailed,
-			Output: fmt.Sprintf("%sat install: a script of role %q exited with status %d", f.output, f.role, f.status)})
+		rep.Results = append(rep.Results, f.result(""))
 	}
 	return rep, next
 }
