@@ -177,3 +177,18 @@ func TestReadInstallFailure(t *testing.T) {
 		})
 	}
 }
+
+// A failure of a role the seeded state does not list is still reported,
+// and the recorded roles stay as they were.
+func TestInstallReportUnknownRole(t *testing.T) {
+	st := roles.State{Revision: "r", Generation: 2, Roles: map[string]roles.AppliedRole{"base": {Digest: "d1", Status: roles.StatusOK}}, Order: []string{"base"}}
+	rep, next := installReport(st, installFailure{role: "ghost", status: 1, output: "no such thing\n"})
+	if len(rep.Results) != 2 || rep.Results[0].Status != roles.StatusOK ||
+		rep.Results[1].Role != "ghost" || rep.Results[1].Status != roles.StatusFailed ||
+		rep.Results[1].Output != "no such thing\nat install: a script of role \"ghost\" exited with status 1" {
+		t.Fatalf("report %+v", rep)
+	}
+	if next.Roles["base"].Status != roles.StatusOK || len(next.Roles) != 1 || rep.Revision != "r" || rep.Generation != 2 {
+		t.Fatalf("state %+v, report %+v", next, rep)
+	}
+}
