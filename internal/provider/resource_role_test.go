@@ -437,9 +437,12 @@ func TestFailedRoles(t *testing.T) {
 type installedSystem struct {
 	t       *testing.T
 	machine *machinesim.Machine
-	mu      sync.Mutex
-	at      time.Time // the installation the last of dirs belongs to
-	dirs    []string  // one agent directory per installation, latest last
+	// late: the agent is not started by the install but by the test,
+	// after the apply that installs.
+	late bool
+	mu   sync.Mutex
+	at   time.Time // the installation the last of dirs belongs to
+	dirs []string  // one agent directory per installation, latest last
 }
 
 const (
@@ -493,31 +496,12 @@ func (s *installedSystem) exec(ctx context.Context, argv []string) (int, bool) {
 		s.t.Logf("install runner %s: %v\n%s", argv[4:], err, out)
 		return cmd.ProcessState.ExitCode(), true
 	case len(argv) == 3 && argv[0] == "sh" && strings.Contains(argv[2], "enable --now metal-agent.service"):
-		dir, inst, err := s.dir()
-		if err != nil {
+		if s.late {
+			return 0, true // started by the test later
+		}
+		if _, err := s.startAgent(ctx); err != nil {
 			s.t.Errorf("starting the agent: %v", err)
 			return 1, true
-		}
-		a, err := startAgentIn(s.t, dir, inst)
-		if err != nil {
-			s.t.Errorf("starting the agent: %v", err)
-			return 1, true
-		}
-		if _, err := os.Stat(filepath.Join(dir, roles.InstallDir, roles.InstallFailed)); err != nil {
-			return 0, true // nothing to report
-		}
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		deadline := time.After(20 * time.Second)
-		for !strings.Contains(a.output(), "report delivered") {
-			select {
-			case <-tick.C:
-			case <-deadline:
-				s.t.Errorf("the agent did not deliver the install report:\n%s", a.output())
-				return 1, true
-			case <-ctx.Done():
-				return 1, true
-			}
 		}
 		return 0, true
 	}
@@ -528,6 +512,35 @@ func (s *installedSystem) installs() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.dirs)
+}
+
+// startAgent starts the agent of the current installation and, when the
+// install recorded a failure, waits until the agent delivered its report.
+func (s *installedSystem) startAgent(ctx context.Context) (*agentProcess, error) {
+	dir, inst, err := s.dir()
+	if err != nil {
+		return nil, err
+	}
+	a, err := startAgentIn(s.t, dir, inst)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, roles.InstallDir, roles.InstallFailed)); err != nil {
+		return a, nil // nothing to report
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(a.output(), "report delivered") {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return nil, fmt.Errorf("the agent did not deliver the install report:\n%s", a.output())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return a, nil
 }
 
 // installFile reads a file the current installation's install directory holds.
@@ -615,4 +628,72 @@ resource "metal_role" "worker" {
 			}
 		})
 	}
+}
+
+// TestAccMachineRoleFailsAtInstallReportedLater: when the agent reports the
+// install-time failure only after the apply (daemon mode, where the boot
+// service outlives it), the next refresh shows it in roles_failed, the plan
+// updates the machine, and fixing the role converges it in place, without
+// a reinstall.
+func TestAccMachineRoleFailsAtInstallReportedLater(t *testing.T) {
+	sys := &installedSystem{t: t, machine: &machinesim.Machine{}, late: true}
+	sys.machine.Exec = sys.exec
+	rig := startProvisionRig(t, sys.machine)
+	d := daemontest.Start(t, daemontest.Options{DHCPPort: rig.dhcp.Port})
+	m := &engineMode{name: "remote", daemon: d, token: d.Token("create", "terraform")}
+	config := func(workerScript string) string {
+		return rig.configFor(m, `
+  hostname = "node1"
+  roles    = [metal_role.worker.ref]
+`) + fmt.Sprintf(`
+resource "metal_role" "worker" {
+  name    = "worker"
+  scripts = [%q]
+}
+`, workerScript)
+	}
+	agent := &agentRef{}
+	resource.Test(t, resource.TestCase{
+		IsUnitTest:               true,
+		ProtoV6ProviderFactories: protoV6ProviderFactories(),
+		Steps: []resource.TestStep{
+			{
+				Config: config("echo boom-at-install >&2; exit 3"),
+				// The agent reports during the check: the refresh after it
+				// finds the failure.
+				ExpectNonEmptyPlan: true,
+				Check: resource.ComposeTestCheckFunc(
+					// Not known yet when the create ended.
+					resource.TestCheckResourceAttr("metal_machine.test", "roles_failed.#", "0"),
+					func(*terraform.State) error {
+						var err error
+						agent.a, err = sys.startAgent(context.Background())
+						return err
+					},
+				),
+			},
+			{
+				// The refresh records it; the plan after updates the machine.
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check:              resource.TestCheckResourceAttr("metal_machine.test", "roles_failed.0", "worker"),
+			},
+			{
+				Config: config(`echo fixed > "$METAL_ROOT/worker-fixed"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("metal_machine.test", plancheck.ResourceActionUpdate),
+				}},
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr("metal_machine.test", "roles_failed.#", "0"),
+					agent.file("worker-fixed", "fixed\n"),
+					func(*terraform.State) error {
+						if n := sys.installs(); n != 1 {
+							return fmt.Errorf("%d installations, want 1: the fix must not reinstall", n)
+						}
+						return nil
+					},
+				),
+			},
+		},
+	})
 }
