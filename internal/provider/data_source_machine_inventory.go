@@ -128,14 +128,19 @@ func machineInventoryDataSourceSchemaV0(ctx context.Context) schema.Schema {
 }
 
 func inventoryTimeoutsBlock(ctx context.Context) schema.Block {
-	description := fmt.Sprintf("How long reading the BMC may take (default: `%s`). A duration such as `30s` or `5m`.",
-		shortDuration(defaultReadTimeout))
+	return readTimeoutsBlock(ctx, "Limits on how long reading may take; every BMC call runs under them.",
+		fmt.Sprintf("How long reading the BMC may take (default: `%s`). A duration such as `30s` or `5m`.",
+			shortDuration(defaultReadTimeout)))
+}
+
+// readTimeoutsBlock is a data source's timeouts block with its descriptions.
+func readTimeoutsBlock(ctx context.Context, summary, description string) schema.Block {
 	b := timeouts.Block(ctx)
 	block, ok := b.(schema.SingleNestedBlock)
 	if !ok {
 		return b
 	}
-	block.MarkdownDescription = "Limits on how long reading may take; every BMC call runs under them."
+	block.MarkdownDescription = summary
 	for name, a := range block.Attributes {
 		if s, ok := a.(schema.StringAttribute); ok {
 			s.Description = description

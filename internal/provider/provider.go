@@ -327,5 +327,6 @@ func (p *metalProvider) DataSources(context.Context) []func() datasource.DataSou
 		NewMachineInventoryDataSource,
 		NewDiscoveredMachinesDataSource,
 		NewStorageDataSource,
+		NewRoleDataSource,
 	}
 }

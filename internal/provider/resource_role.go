@@ -58,7 +58,14 @@ type roleResource struct {
 }
 
 type roleResourceModel struct {
-	ID          types.String              `tfsdk:"id"`
+	ID types.String `tfsdk:"id"`
+	RoleContentModel
+	Timeouts timeouts.Value `tfsdk:"timeouts"`
+}
+
+// RoleContentModel is a role as metal_role and the metal_role data source
+// show it.
+type RoleContentModel struct {
 	Name        types.String              `tfsdk:"name"`
 	Description types.String              `tfsdk:"description"`
 	Requires    types.List                `tfsdk:"requires"`
@@ -69,7 +76,6 @@ type roleResourceModel struct {
 	CloudConfig types.String              `tfsdk:"cloud_config"`
 	OnRemove    types.String              `tfsdk:"on_remove"`
 	Ref         types.String              `tfsdk:"ref"`
-	Timeouts    timeouts.Value            `tfsdk:"timeouts"`
 }
 
 type roleParamModel struct {
@@ -382,7 +388,7 @@ func (r *roleResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 }
 
 // fromRole sets the model from a catalog role.
-func (m *roleResourceModel) fromRole(role engine.Role) {
+func (m *RoleContentModel) fromRole(role engine.Role) {
 	optStr := func(s string) types.String {
 		if s == "" {
 			return types.StringNull()
