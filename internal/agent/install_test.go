@@ -51,7 +51,7 @@ func installCloudInit(t *testing.T, root string, rs []roles.Role) roles.Desired 
 	}
 	// The role scripts are the runcmd entries that go through the runner
 	// (the last one fetches and starts the agent).
-	runner := "/var/lib/metal-agent/install/run"
+	runner := roles.DefaultInstallDir + "/" + roles.InstallRunner
 	for _, c := range cfg.Runcmd {
 		argv, ok := c.([]any)
 		if !ok || len(argv) < 6 || argv[3] != runner {
@@ -83,7 +83,7 @@ func TestInstallFailureReported(t *testing.T) {
 		{Name: "runtime", Requires: []string{"base"}, Scripts: []string{"echo pulling images", "echo 'registry unreachable' >&2; exit 3"}},
 		{Name: "worker", Requires: []string{"runtime"}, Scripts: []string{`echo worker-ran > "$(dirname "$0")/../worker-ran"`}},
 	})
-	install := filepath.Join(root, "var/lib/metal-agent/install")
+	install := filepath.Join(root, filepath.FromSlash(roles.DefaultInstallDir))
 	if _, err := os.Stat(filepath.Join(install, "base-ran")); err != nil {
 		t.Fatalf("base's script did not run: %v", err)
 	}

@@ -446,8 +446,8 @@ type installedSystem struct {
 }
 
 const (
-	installDirPath = "/var/lib/metal-agent/install"
-	installRunner  = installDirPath + "/run"
+	installDirPath = roles.DefaultInstallDir
+	installRunner  = installDirPath + "/" + roles.InstallRunner
 )
 
 // dir is the agent directory of the current installation: fresh (its

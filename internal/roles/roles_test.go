@@ -2,6 +2,7 @@ package roles
 
 import (
 	"errors"
+	"path"
 	"reflect"
 	"strings"
 	"testing"
@@ -225,5 +226,11 @@ func TestRef(t *testing.T) {
 	}
 	if n, d := ParseRef("base@abc"); n != "base" || d != "abc" {
 		t.Errorf("ParseRef = %s %s", n, d)
+	}
+}
+
+func TestDefaultInstallDirIsNextToTheState(t *testing.T) {
+	if want := path.Join(path.Dir(DefaultStatePath), InstallDir); DefaultInstallDir != want {
+		t.Fatalf("DefaultInstallDir = %q, want %q", DefaultInstallDir, want)
 	}
 }

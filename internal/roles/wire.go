@@ -165,6 +165,8 @@ const (
 	InstallDir    = "install"
 	InstallRunner = "run"
 	InstallFailed = "failed"
+	// DefaultInstallDir is InstallDir next to DefaultStatePath.
+	DefaultInstallDir = "/var/lib/metal-agent/" + InstallDir
 )
 
 // InstallRunnerScript is the InstallRunner: `run <role> <script>`.

@@ -80,7 +80,7 @@ type installScript struct {
 
 // Where install-time scripts and their results live (see roles.InstallDir).
 var (
-	installDir    = path.Join(path.Dir(roles.DefaultStatePath), roles.InstallDir)
+	installDir    = roles.DefaultInstallDir
 	installRunner = path.Join(installDir, roles.InstallRunner)
 )
 
