@@ -494,6 +494,9 @@ func (s *installedSystem) exec(ctx context.Context, argv []string) (int, bool) {
 		cmd.Env = append(os.Environ(), argv[1], argv[2])
 		out, err := cmd.CombinedOutput()
 		s.t.Logf("install runner %s: %v\n%s", argv[4:], err, out)
+		if cmd.ProcessState == nil {
+			return 127, true // did not start
+		}
 		return cmd.ProcessState.ExitCode(), true
 	case len(argv) == 3 && argv[0] == "sh" && strings.Contains(argv[2], "enable --now metal-agent.service"):
 		if s.late {
